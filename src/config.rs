@@ -1,0 +1,371 @@
+//! Settings: an optional TOML file overlaid by environment variables, validated once at start-up.
+
+use figment::{
+    providers::{Env, Format, Toml},
+    Figment,
+};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::Path;
+
+/// Validated settings. Secrets are `SecretString`, so `Debug` prints them redacted.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub database_url: Option<SecretString>,
+    pub listen: String,
+    pub api_tokens: Vec<SecretString>,
+    pub callback_token: Option<SecretString>,
+    pub max_body_bytes: usize,
+    pub db_pool_size: u32,
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// A setting that could not be used, named the way the operator set it.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {setting}: {problem}")]
+pub struct ConfigError {
+    pub setting: String,
+    pub problem: String,
+}
+
+impl ConfigError {
+    fn new(setting: &str, problem: impl Into<String>) -> ConfigError {
+        ConfigError {
+            setting: setting.to_owned(),
+            problem: problem.into(),
+        }
+    }
+}
+
+/// What the file and the environment may set; every value is read as text (environment values
+/// are text anyway) and checked in `Settings::validate`, so each error names its setting.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawSettings {
+    database_url: Option<Text>,
+    listen: Option<Text>,
+    api_tokens: Option<TextList>,
+    callback_token: Option<Text>,
+    max_body_bytes: Option<Text>,
+    db_pool_size: Option<Text>,
+    log_format: Option<Text>,
+}
+
+/// A scalar read as text, whether the TOML file or figment's env parser made it a number.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Text {
+    String(String),
+    Integer(i64),
+    Float(f64),
+    Bool(bool),
+}
+
+impl Text {
+    fn into_string(self) -> String {
+        match self {
+            Text::String(s) => s,
+            Text::Integer(i) => i.to_string(),
+            Text::Float(f) => f.to_string(),
+            Text::Bool(b) => b.to_string(),
+        }
+    }
+}
+
+/// A list given as a TOML array or as comma-separated text.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum TextList {
+    List(Vec<Text>),
+    One(Text),
+}
+
+impl TextList {
+    fn into_items(self) -> Vec<String> {
+        match self {
+            TextList::List(items) => items.into_iter().map(Text::into_string).collect(),
+            TextList::One(text) => text.into_string().split(',').map(str::to_owned).collect(),
+        }
+    }
+}
+
+/// The environment variables vodhook reads, and the TOML keys they override.
+const ENV_NAMES: [(&str, &str); 7] = [
+    ("database_url", "DATABASE_URL"),
+    ("listen", "VODHOOK_LISTEN"),
+    ("api_tokens", "VODHOOK_API_TOKENS"),
+    ("callback_token", "VODHOOK_CALLBACK_TOKEN"),
+    ("max_body_bytes", "VODHOOK_MAX_BODY_BYTES"),
+    ("db_pool_size", "VODHOOK_DB_POOL_SIZE"),
+    ("log_format", "VODHOOK_LOG_FORMAT"),
+];
+
+fn setting_name(key: &str) -> String {
+    let env = ENV_NAMES
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map_or("", |(_, e)| e);
+    format!("{env} (`{key}` in the config file)")
+}
+
+impl Settings {
+    pub const DEFAULT_LISTEN: &'static str = "127.0.0.1:8080";
+    pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+    pub const DEFAULT_DB_POOL_SIZE: u32 = 16;
+
+    /// Reads the optional TOML file, then the environment over it.
+    pub fn load(config_file: Option<&Path>) -> Result<Settings, ConfigError> {
+        let mut figment = Figment::new();
+        if let Some(path) = config_file {
+            if !path.is_file() {
+                return Err(ConfigError::new(
+                    "--config",
+                    format!("{} is not a readable file", path.display()),
+                ));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        let env_vars: Vec<&str> = ENV_NAMES.iter().map(|(_, e)| *e).collect();
+        figment = figment.merge(Env::raw().only(&env_vars).map(|env| {
+            let key = ENV_NAMES
+                .iter()
+                .find(|(_, e)| env.as_str().eq_ignore_ascii_case(e))
+                .map_or(env.as_str(), |(k, _)| k);
+            key.to_owned().into()
+        }));
+        let raw: RawSettings = figment.extract().map_err(|e| {
+            let setting = e
+                .path
+                .first()
+                .map_or_else(|| "configuration".to_owned(), |k| setting_name(k));
+            ConfigError::new(&setting, e.kind.to_string())
+        })?;
+        Settings::validate(raw)
+    }
+
+    fn validate(raw: RawSettings) -> Result<Settings, ConfigError> {
+        let text = |value: Option<Text>| {
+            value
+                .map(Text::into_string)
+                .filter(|s| !s.trim().is_empty())
+        };
+
+        let database_url = text(raw.database_url).map(|url| url.trim().to_owned());
+        if let Some(url) = &database_url {
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                return Err(ConfigError::new(
+                    &setting_name("database_url"),
+                    "must be a postgres:// or postgresql:// URL",
+                ));
+            }
+        }
+
+        let listen = text(raw.listen).unwrap_or_else(|| Self::DEFAULT_LISTEN.to_owned());
+        resolve_listen_address(&listen)
+            .map_err(|problem| ConfigError::new(&setting_name("listen"), problem))?;
+
+        let api_tokens = raw
+            .api_tokens
+            .map(TextList::into_items)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty())
+            .map(|t| {
+                if t.len() < 16 {
+                    Err(ConfigError::new(
+                        &setting_name("api_tokens"),
+                        "each token must be at least 16 characters long",
+                    ))
+                } else {
+                    Ok(SecretString::from(t))
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+
+        let callback_token = text(raw.callback_token).map(|t| t.trim().to_owned());
+        if let Some(token) = &callback_token {
+            if token.len() < 16
+                || !token
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b))
+            {
+                return Err(ConfigError::new(
+                    &setting_name("callback_token"),
+                    "must be at least 16 characters of letters, digits, '-', '_', '.' or '~' (it is part of a URL path)",
+                ));
+            }
+        }
+
+        let max_body_bytes = match text(raw.max_body_bytes) {
+            None => Self::DEFAULT_MAX_BODY_BYTES,
+            Some(v) => v
+                .trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| {
+                    ConfigError::new(
+                        &setting_name("max_body_bytes"),
+                        format!("must be a positive number of bytes, got {v:?}"),
+                    )
+                })?,
+        };
+
+        let db_pool_size = match text(raw.db_pool_size) {
+            None => Self::DEFAULT_DB_POOL_SIZE,
+            Some(v) => v
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=1000).contains(n))
+                .ok_or_else(|| {
+                    ConfigError::new(
+                        &setting_name("db_pool_size"),
+                        format!("must be a number from 1 to 1000, got {v:?}"),
+                    )
+                })?,
+        };
+
+        let log_format = match text(raw.log_format).as_deref().map(str::trim) {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(ConfigError::new(
+                    &setting_name("log_format"),
+                    format!("must be \"text\" or \"json\", got {other:?}"),
+                ))
+            }
+        };
+
+        Ok(Settings {
+            database_url: database_url.map(SecretString::from),
+            listen,
+            api_tokens,
+            callback_token: callback_token.map(SecretString::from),
+            max_body_bytes,
+            db_pool_size,
+            log_format,
+        })
+    }
+
+    /// The database URL, for commands that need one.
+    pub fn require_database_url(&self) -> Result<&SecretString, ConfigError> {
+        self.database_url.as_ref().ok_or_else(|| {
+            ConfigError::new(
+                &setting_name("database_url"),
+                "is not set; give a postgres:// URL, e.g. postgres://postgres@127.0.0.1:5432/vodhook",
+            )
+        })
+    }
+
+    /// The first address `listen` resolves to.
+    pub fn listen_address(&self) -> Result<SocketAddr, ConfigError> {
+        resolve_listen_address(&self.listen)
+            .map_err(|problem| ConfigError::new(&setting_name("listen"), problem))
+    }
+
+    /// Whether `token` is one of the configured API tokens (constant-time per comparison).
+    pub fn is_configured_api_token(&self, token: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        self.api_tokens.iter().fold(false, |found, t| {
+            found | bool::from(t.expose_secret().as_bytes().ct_eq(token.as_bytes()))
+        })
+    }
+}
+
+fn resolve_listen_address(listen: &str) -> Result<SocketAddr, String> {
+    listen
+        .trim()
+        .to_socket_addrs()
+        .map_err(|e| format!("{listen:?} is not a host:port address ({e})"))?
+        .next()
+        .ok_or_else(|| format!("{listen:?} resolves to no address"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(pairs: &[(&str, &str)]) -> RawSettings {
+        let mut raw = RawSettings::default();
+        for (key, value) in pairs {
+            let text = Some(Text::String((*value).to_owned()));
+            match *key {
+                "database_url" => raw.database_url = text,
+                "listen" => raw.listen = text,
+                "api_tokens" => {
+                    raw.api_tokens = Some(TextList::One(Text::String((*value).to_owned())))
+                }
+                "callback_token" => raw.callback_token = text,
+                "max_body_bytes" => raw.max_body_bytes = text,
+                "db_pool_size" => raw.db_pool_size = text,
+                "log_format" => raw.log_format = text,
+                other => panic!("unknown key {other}"),
+            }
+        }
+        raw
+    }
+
+    fn error_of(pairs: &[(&str, &str)]) -> String {
+        Settings::validate(raw(pairs))
+            .expect_err("must be refused")
+            .to_string()
+    }
+
+    #[test]
+    fn defaults_apply_when_nothing_is_set() {
+        let settings = Settings::validate(RawSettings::default()).expect("valid");
+        assert_eq!(settings.listen, "127.0.0.1:8080");
+        assert_eq!(settings.max_body_bytes, 4_194_304);
+        assert!(settings.api_tokens.is_empty());
+        assert!(settings.callback_token.is_none());
+        assert!(settings.database_url.is_none());
+    }
+
+    #[test]
+    fn every_invalid_setting_is_named() {
+        assert!(error_of(&[("database_url", "mysql://x")]).contains("DATABASE_URL"));
+        assert!(error_of(&[("listen", "nowhere")]).contains("VODHOOK_LISTEN"));
+        assert!(error_of(&[("max_body_bytes", "lots")]).contains("VODHOOK_MAX_BODY_BYTES"));
+        assert!(error_of(&[("max_body_bytes", "0")]).contains("VODHOOK_MAX_BODY_BYTES"));
+        assert!(error_of(&[("api_tokens", "short")]).contains("VODHOOK_API_TOKENS"));
+        assert!(error_of(&[("callback_token", "has/slash-and-is-long")])
+            .contains("VODHOOK_CALLBACK_TOKEN"));
+        assert!(error_of(&[("db_pool_size", "0")]).contains("VODHOOK_DB_POOL_SIZE"));
+        assert!(error_of(&[("log_format", "xml")]).contains("VODHOOK_LOG_FORMAT"));
+    }
+
+    #[test]
+    fn api_tokens_are_comma_separated() {
+        let settings = Settings::validate(raw(&[(
+            "api_tokens",
+            "aaaaaaaaaaaaaaaa, bbbbbbbbbbbbbbbb,",
+        )]))
+        .expect("valid");
+        assert_eq!(settings.api_tokens.len(), 2);
+        assert!(settings.is_configured_api_token("bbbbbbbbbbbbbbbb"));
+        assert!(!settings.is_configured_api_token("bbbbbbbbbbbbbbbc"));
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug_output() {
+        let settings = Settings::validate(raw(&[
+            ("database_url", "postgres://u:hunter2-password@db/x"),
+            ("api_tokens", "api-token-secret-value"),
+            ("callback_token", "callback-token-secret"),
+        ]))
+        .expect("valid");
+        let debug = format!("{settings:?}");
+        for secret in ["hunter2", "api-token-secret-value", "callback-token-secret"] {
+            assert!(!debug.contains(secret), "{secret} leaked: {debug}");
+        }
+    }
+}

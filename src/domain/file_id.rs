@@ -1,0 +1,51 @@
+//! `FileId`: VOD's media file identifier, kept as text because it can exceed i64.
+
+use serde::Serialize;
+use std::fmt;
+
+/// A VOD FileId. Decimal digits in practice, but opaque to us: values above `i64::MAX` occur
+/// ("14508071098244959037"), so it is never parsed as a number.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct FileId(String);
+
+impl FileId {
+    /// Accepts any non-blank text; surrounding whitespace is trimmed.
+    pub fn parse(raw: &str) -> Option<FileId> {
+        let trimmed = raw.trim();
+        (!trimmed.is_empty()).then(|| FileId(trimmed.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for FileId {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for FileId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blank_text_is_not_a_file_id() {
+        assert_eq!(FileId::parse(""), None);
+        assert_eq!(FileId::parse("  "), None);
+    }
+
+    #[test]
+    fn file_ids_beyond_i64_stay_exact() {
+        let id = FileId::parse("14508071098244959037").expect("valid");
+        assert_eq!(id.as_str(), "14508071098244959037");
+    }
+}

@@ -1,0 +1,12 @@
+//! vodhook: receives Tencent Cloud VOD event notifications, stores them durably, serves upload records.
+
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod routes;
+pub mod simulate;
+pub mod startup;
+pub mod storage;
+pub mod telemetry;
+pub mod tencent;

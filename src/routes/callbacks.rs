@@ -1,0 +1,154 @@
+//! `POST /v1/callbacks/vod[/{token}]`: VOD's push callbacks, answered 200 only after commit.
+
+use super::AppState;
+use crate::error::ApiError;
+use crate::storage::IncomingEvent;
+use crate::tencent::{parse_callback, CallbackParseError};
+use actix_web::{http::header, http::StatusCode, web, HttpRequest, HttpResponse};
+use chrono::{SubsecRound, Utc};
+use futures_util::StreamExt;
+use secrecy::ExposeSecret;
+use serde_json::{json, Map, Value};
+use subtle::ConstantTimeEq;
+use uuid::Uuid;
+
+/// Request headers kept with each event: what tells an operator who sent it and how.
+const KEPT_HEADERS: [&str; 6] = [
+    "content-type",
+    "user-agent",
+    "x-forwarded-for",
+    "x-real-ip",
+    "forwarded",
+    "content-length",
+];
+
+/// Callbacks without a token in the path: only when no callback token is configured.
+pub async fn receive_vod_callback(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    if state.settings.callback_token.is_some() {
+        return Err(ApiError::unauthorized(
+            "callback_token_required",
+            "callbacks are accepted only on /v1/callbacks/vod/{token}",
+        ));
+    }
+    receive(req, body, state).await
+}
+
+/// Callbacks with a token in the path: VOD cannot send headers, so the URL carries the secret.
+pub async fn receive_vod_callback_with_token(
+    req: HttpRequest,
+    body: web::Payload,
+    token: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let Some(expected) = &state.settings.callback_token else {
+        return Err(ApiError::not_found(
+            "not_found",
+            "no callback token is configured: post to /v1/callbacks/vod",
+        ));
+    };
+    if !bool::from(expected.expose_secret().as_bytes().ct_eq(token.as_bytes())) {
+        return Err(ApiError::unauthorized(
+            "invalid_callback_token",
+            "the callback token in the URL is not valid",
+        ));
+    }
+    receive(req, body, state).await
+}
+
+async fn receive(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let received_at = Utc::now().trunc_subsecs(6);
+    let raw = read_body(&req, body, state.settings.max_body_bytes).await?;
+    let event = parse_callback(&raw).map_err(|e| {
+        let code = match e {
+            CallbackParseError::NotJson(_) => "invalid_json",
+            CallbackParseError::NotAnObject => "not_an_object",
+            CallbackParseError::MissingEventType => "missing_event_type",
+        };
+        ApiError::bad_request(code, e.to_string())
+    })?;
+    let incoming = IncomingEvent {
+        event: &event,
+        id: Uuid::now_v7(),
+        received_at,
+        raw_body: &raw,
+        headers: kept_headers(&req),
+        client_addr: req.peer_addr().map(|a| a.ip().to_string()),
+    };
+    let outcome = state.store.ingest(&incoming).await?;
+    tracing::info!(
+        event_id = %outcome.event_id,
+        event_type = %event.event_type,
+        format = event.format.as_str(),
+        file_id = event.file_id.as_ref().map(|f| f.as_str()),
+        duplicate = outcome.duplicate,
+        "callback stored"
+    );
+    if event.is_upload_without_file_id() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "missing_file_id",
+            format!(
+                "the NewFileUpload has no FileId, so no upload record was made; the event is stored as {}",
+                outcome.event_id
+            ),
+        ));
+    }
+    Ok(HttpResponse::Ok()
+        .json(json!({"event_id": outcome.event_id, "duplicate": outcome.duplicate})))
+}
+
+/// Reads the body up to `limit` bytes, refusing early when Content-Length already says it is too big.
+async fn read_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<Vec<u8>, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the body exceeds the limit of {limit} bytes"),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let mut body = Vec::with_capacity(declared.unwrap_or(0));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::bad_request(
+                "unreadable_body",
+                format!("the body could not be read: {e}"),
+            )
+        })?;
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+fn kept_headers(req: &HttpRequest) -> Value {
+    let kept: Map<String, Value> = KEPT_HEADERS
+        .iter()
+        .filter_map(|name| {
+            let value = req.headers().get(*name)?.to_str().ok()?;
+            Some(((*name).to_owned(), Value::from(value)))
+        })
+        .collect();
+    Value::Object(kept)
+}

@@ -1,0 +1,59 @@
+//! `GET /v1/events/{event_id}` and `GET /v1/events`: stored events, as received.
+
+use super::{list_params, ok_json, AppState, Authenticated};
+use crate::error::ApiError;
+use crate::storage::EventFilter;
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use uuid::Uuid;
+
+pub async fn get_event(
+    _: Authenticated,
+    event_id: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let not_found =
+        || ApiError::not_found("event_not_found", format!("no event with id {event_id:?}"));
+    let Ok(id) = Uuid::parse_str(&event_id) else {
+        return Err(not_found());
+    };
+    match state.store.get_event(id).await? {
+        Some(event) => Ok(ok_json(&event)),
+        None => Err(not_found()),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListEventsParams {
+    event_type: Option<String>,
+    file_id: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+pub async fn list_events(
+    _: Authenticated,
+    params: web::Query<ListEventsParams>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let params = params.into_inner();
+    let limit = list_params::limit(params.limit.as_deref())?;
+    let after = match list_params::cursor(params.cursor.as_deref())? {
+        None => None,
+        Some(cursor) => Some((
+            cursor.at,
+            Uuid::parse_str(&cursor.key).map_err(|_| {
+                ApiError::bad_request(
+                    "invalid_cursor",
+                    "cursor is not one this API returned as next_cursor",
+                )
+            })?,
+        )),
+    };
+    let filter = EventFilter {
+        event_type: list_params::text(params.event_type),
+        file_id: list_params::text(params.file_id),
+    };
+    let page = state.store.list_events(&filter, after, limit).await?;
+    Ok(ok_json(&page))
+}

@@ -1,0 +1,169 @@
+//! Events: the ingest transaction (event + upload record, deduplicated) and event queries.
+
+use super::{uploads, StorageResult, Store};
+use crate::domain::{EventFormat, Page, PageCursor, PageLimit, StoredEvent, VodEvent};
+use chrono::{DateTime, Utc};
+use sqlx::{Postgres, QueryBuilder};
+use uuid::Uuid;
+
+/// A parsed callback plus what we know about its delivery.
+#[derive(Debug)]
+pub struct IncomingEvent<'a> {
+    pub event: &'a VodEvent,
+    /// The id the event gets if it is new (time-ordered, UUIDv7).
+    pub id: Uuid,
+    pub received_at: DateTime<Utc>,
+    pub raw_body: &'a [u8],
+    pub headers: serde_json::Value,
+    pub client_addr: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IngestOutcome {
+    /// The stored event: the new one, or the one this repeats.
+    pub event_id: Uuid,
+    pub duplicate: bool,
+}
+
+/// Filters of `GET /v1/events`.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub event_type: Option<String>,
+    pub file_id: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
+struct EventRow {
+    id: Uuid,
+    event_type: String,
+    format: String,
+    received_at: DateTime<Utc>,
+    file_id: Option<String>,
+    body: serde_json::Value,
+    headers: serde_json::Value,
+    client_addr: Option<String>,
+}
+
+impl From<EventRow> for StoredEvent {
+    fn from(row: EventRow) -> StoredEvent {
+        StoredEvent {
+            id: row.id,
+            event_type: row.event_type,
+            // The column's CHECK constraint admits only known formats.
+            format: EventFormat::parse(&row.format).unwrap_or(EventFormat::V3),
+            received_at: row.received_at,
+            file_id: row.file_id,
+            body: row.body,
+            headers: row.headers,
+            client_addr: row.client_addr,
+        }
+    }
+}
+
+const EVENT_COLUMNS: &str =
+    "id, event_type, format, received_at, file_id, body, headers, client_addr";
+
+impl Store {
+    /// Stores an event and its upload record in one transaction, unless it repeats one already
+    /// stored; returns only after commit. A repeat may still complete the upload record.
+    #[tracing::instrument(skip_all, fields(event_type = %incoming.event.event_type, dedupe_key = %incoming.event.dedupe_key))]
+    pub async fn ingest(&self, incoming: &IncomingEvent<'_>) -> StorageResult<IngestOutcome> {
+        let event = incoming.event;
+        let mut tx = self.pool.begin().await?;
+        // A concurrent insert of the same key waits here for the first to commit or roll back.
+        let inserted: Option<Uuid> = sqlx::query_scalar(
+            "INSERT INTO events (id, dedupe_key, event_type, format, file_id, received_at, raw_body, body, headers, client_addr) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
+        )
+        .bind(incoming.id)
+        .bind(&event.dedupe_key)
+        .bind(&event.event_type)
+        .bind(event.format.as_str())
+        .bind(event.file_id.as_ref().map(|f| f.as_str()))
+        .bind(incoming.received_at)
+        .bind(incoming.raw_body)
+        .bind(&event.body)
+        .bind(&incoming.headers)
+        .bind(&incoming.client_addr)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let outcome = match inserted {
+            Some(event_id) => IngestOutcome {
+                event_id,
+                duplicate: false,
+            },
+            None => {
+                let event_id = sqlx::query_scalar("SELECT id FROM events WHERE dedupe_key = $1")
+                    .bind(&event.dedupe_key)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                IngestOutcome {
+                    event_id,
+                    duplicate: true,
+                }
+            }
+        };
+        if let Some(upload) = &event.upload {
+            uploads::upsert(&mut tx, upload, outcome.event_id, incoming.received_at).await?;
+        }
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    pub async fn get_event(&self, id: Uuid) -> StorageResult<Option<StoredEvent>> {
+        let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = $1");
+        let row: Option<EventRow> = sqlx::query_as(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(StoredEvent::from))
+    }
+
+    /// The exact bytes an event arrived with.
+    pub async fn get_event_raw_body(&self, id: Uuid) -> StorageResult<Option<Vec<u8>>> {
+        Ok(
+            sqlx::query_scalar("SELECT raw_body FROM events WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Newest first; `after` is the cursor of the previous page (its key is an event id).
+    pub async fn list_events(
+        &self,
+        filter: &EventFilter,
+        after: Option<(DateTime<Utc>, Uuid)>,
+        limit: PageLimit,
+    ) -> StorageResult<Page<StoredEvent>> {
+        let mut query =
+            QueryBuilder::<Postgres>::new(format!("SELECT {EVENT_COLUMNS} FROM events WHERE TRUE"));
+        if let Some(event_type) = &filter.event_type {
+            query
+                .push(" AND event_type = ")
+                .push_bind(event_type.clone());
+        }
+        if let Some(file_id) = &filter.file_id {
+            query.push(" AND file_id = ").push_bind(file_id.clone());
+        }
+        if let Some((at, id)) = after {
+            query
+                .push(" AND (received_at, id) < (")
+                .push_bind(at)
+                .push(", ")
+                .push_bind(id)
+                .push(")");
+        }
+        query
+            .push(" ORDER BY received_at DESC, id DESC LIMIT ")
+            .push_bind(i64::from(limit.get()) + 1);
+        let rows: Vec<EventRow> = query.build_query_as().fetch_all(&self.pool).await?;
+        let events = rows.into_iter().map(StoredEvent::from).collect();
+        Ok(super::into_page(events, limit, |e: &StoredEvent| {
+            PageCursor {
+                at: e.received_at,
+                key: e.id.to_string(),
+            }
+        }))
+    }
+}

@@ -1,0 +1,91 @@
+//! The storage contract: the only place with SQL. `Store` wraps the Postgres pool.
+
+mod events;
+mod tokens;
+mod uploads;
+
+pub use events::{EventFilter, IncomingEvent, IngestOutcome};
+pub use tokens::StoredToken;
+pub use uploads::UploadFilter;
+
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Migrations embedded in the binary, applied by `vodhook migrate` and `vodhook serve`.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// How long a request waits for a pooled connection before giving up with 503: well inside
+/// VOD's 5 s callback timeout, so VOD gets an answer and retries.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("{0}")]
+    Conflict(String),
+}
+
+pub type StorageResult<T> = Result<T, StorageError>;
+
+/// Handle to the database; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: PgPool,
+}
+
+impl Store {
+    /// Connects eagerly, so a wrong URL or a database that is down is reported at start-up.
+    pub async fn connect(url: &SecretString, pool_size: u32) -> StorageResult<Store> {
+        let options = PgConnectOptions::from_str(url.expose_secret())?.application_name("vodhook");
+        let pool = PgPoolOptions::new()
+            .max_connections(pool_size)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await?;
+        Ok(Store { pool })
+    }
+
+    pub fn from_pool(pool: PgPool) -> Store {
+        Store { pool }
+    }
+
+    pub async fn migrate(&self) -> StorageResult<()> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Whether the database answers a trivial query.
+    pub async fn ping(&self) -> StorageResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Cuts a `limit + 1` row fetch to one page; the extra row only tells that a next page exists.
+fn into_page<T>(
+    mut rows: Vec<T>,
+    limit: crate::domain::PageLimit,
+    cursor_of: impl Fn(&T) -> crate::domain::PageCursor,
+) -> crate::domain::Page<T> {
+    let limit = limit.get() as usize;
+    let has_more = rows.len() > limit;
+    rows.truncate(limit);
+    let next_cursor = if has_more {
+        rows.last().map(|last| cursor_of(last).encode())
+    } else {
+        None
+    };
+    crate::domain::Page {
+        data: rows,
+        next_cursor,
+    }
+}

@@ -1,0 +1,152 @@
+//! Upload records: created from NewFileUpload events, filled in by later repeats, listed newest first.
+
+use super::{StorageResult, Store};
+use crate::domain::{Page, PageCursor, PageLimit, Upload, UploadFields};
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, Postgres, QueryBuilder};
+use std::sync::LazyLock;
+use uuid::Uuid;
+
+/// Filters of `GET /v1/uploads`; all optional, combined with AND.
+#[derive(Debug, Clone, Default)]
+pub struct UploadFilter {
+    pub source_context: Option<String>,
+    pub source_type: Option<String>,
+    pub procedure_task_id: Option<String>,
+    pub storage_region: Option<String>,
+    pub received_after: Option<DateTime<Utc>>,
+    pub received_before: Option<DateTime<Utc>>,
+}
+
+const UPLOAD_COLUMNS: &str = "file_id, media_url, source_type, source_context, procedure_task_id, \
+    review_audio_video_task_id, name, media_type, cover_url, storage_region, class_id, size_bytes, \
+    duration_seconds, media_created_at, first_event_id, received_at, updated_at";
+
+/// Columns that come from VOD; a repeat of the upload fills those still empty.
+const VOD_COLUMNS: [&str; 13] = [
+    "media_url",
+    "source_type",
+    "source_context",
+    "procedure_task_id",
+    "review_audio_video_task_id",
+    "name",
+    "media_type",
+    "cover_url",
+    "storage_region",
+    "class_id",
+    "size_bytes",
+    "duration_seconds",
+    "media_created_at",
+];
+
+/// Insert, or fill the gaps of an existing record (a v2 and a v3 copy of one upload carry
+/// different fields), touching `updated_at` only when something changed.
+static UPSERT_SQL: LazyLock<String> = LazyLock::new(|| {
+    let placeholders: Vec<String> = (1..=VOD_COLUMNS.len() + 4)
+        .map(|i| format!("${i}"))
+        .collect();
+    let fill = |c: &&str| format!("COALESCE(uploads.{c}, EXCLUDED.{c})");
+    let set: Vec<String> = VOD_COLUMNS
+        .iter()
+        .map(|c| format!("{c} = {}", fill(c)))
+        .collect();
+    let current: Vec<String> = VOD_COLUMNS.iter().map(|c| format!("uploads.{c}")).collect();
+    let filled: Vec<String> = VOD_COLUMNS.iter().map(fill).collect();
+    format!(
+        "INSERT INTO uploads (file_id, {vod}, first_event_id, received_at, updated_at) VALUES ({values}) \
+         ON CONFLICT (file_id) DO UPDATE SET {set}, updated_at = EXCLUDED.updated_at \
+         WHERE ({current}) IS DISTINCT FROM ({filled})",
+        vod = VOD_COLUMNS.join(", "),
+        values = placeholders.join(", "),
+        set = set.join(", "),
+        current = current.join(", "),
+        filled = filled.join(", "),
+    )
+});
+
+/// Creates the record for `fields`, or completes an existing one, inside the caller's transaction.
+pub(super) async fn upsert(
+    conn: &mut PgConnection,
+    fields: &UploadFields,
+    event_id: Uuid,
+    at: DateTime<Utc>,
+) -> StorageResult<()> {
+    sqlx::query(&UPSERT_SQL)
+        .bind(fields.file_id.as_str())
+        .bind(&fields.media_url)
+        .bind(&fields.source_type)
+        .bind(&fields.source_context)
+        .bind(&fields.procedure_task_id)
+        .bind(&fields.review_audio_video_task_id)
+        .bind(&fields.name)
+        .bind(&fields.media_type)
+        .bind(&fields.cover_url)
+        .bind(&fields.storage_region)
+        .bind(fields.class_id)
+        .bind(fields.size_bytes)
+        .bind(fields.duration_seconds)
+        .bind(fields.media_created_at)
+        .bind(event_id)
+        .bind(at)
+        .bind(at)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+impl Store {
+    pub async fn get_upload(&self, file_id: &str) -> StorageResult<Option<Upload>> {
+        let sql = format!("SELECT {UPLOAD_COLUMNS} FROM uploads WHERE file_id = $1");
+        Ok(sqlx::query_as(&sql)
+            .bind(file_id)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    /// Newest first; `after` is the cursor of the previous page.
+    pub async fn list_uploads(
+        &self,
+        filter: &UploadFilter,
+        after: Option<&PageCursor>,
+        limit: PageLimit,
+    ) -> StorageResult<Page<Upload>> {
+        let mut query = QueryBuilder::<Postgres>::new(format!(
+            "SELECT {UPLOAD_COLUMNS} FROM uploads WHERE TRUE"
+        ));
+        let equal = [
+            ("source_context", &filter.source_context),
+            ("source_type", &filter.source_type),
+            ("procedure_task_id", &filter.procedure_task_id),
+            ("storage_region", &filter.storage_region),
+        ];
+        for (column, value) in equal {
+            if let Some(value) = value {
+                query
+                    .push(format!(" AND {column} = "))
+                    .push_bind(value.clone());
+            }
+        }
+        if let Some(t) = filter.received_after {
+            query.push(" AND received_at > ").push_bind(t);
+        }
+        if let Some(t) = filter.received_before {
+            query.push(" AND received_at < ").push_bind(t);
+        }
+        if let Some(cursor) = after {
+            query
+                .push(" AND (received_at, file_id) < (")
+                .push_bind(cursor.at)
+                .push(", ")
+                .push_bind(cursor.key.clone())
+                .push(")");
+        }
+        query
+            .push(" ORDER BY received_at DESC, file_id DESC LIMIT ")
+            .push_bind(i64::from(limit.get()) + 1);
+        let rows: Vec<Upload> = query.build_query_as().fetch_all(&self.pool).await?;
+        Ok(super::into_page(rows, limit, |u| PageCursor {
+            at: u.received_at,
+            key: u.file_id.clone(),
+        }))
+    }
+}

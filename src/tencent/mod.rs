@@ -1,0 +1,8 @@
+//! Tencent VOD's wire formats: callback bodies (v3 and legacy v2) turned into `VodEvent`s.
+
+mod callback;
+mod callback_v2;
+mod callback_v3;
+mod lenient;
+
+pub use callback::{dedupe_key, parse_callback, CallbackParseError};
