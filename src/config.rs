@@ -1,7 +1,7 @@
 //! Settings: an optional TOML file overlaid by environment variables, validated once at start-up.
 
 use figment::{
-    providers::{Env, Format, Toml},
+    providers::{Format, Serialized, Toml},
     Figment,
 };
 use secrecy::{ExposeSecret, SecretString};
@@ -108,11 +108,10 @@ const ENV_NAMES: [(&str, &str); 7] = [
 ];
 
 fn setting_name(key: &str) -> String {
-    let env = ENV_NAMES
-        .iter()
-        .find(|(k, _)| *k == key)
-        .map_or("", |(_, e)| e);
-    format!("{env} (`{key}` in the config file)")
+    match ENV_NAMES.iter().find(|(k, _)| *k == key) {
+        Some((_, env)) => format!("{env} (`{key}` in the config file)"),
+        None => format!("`{key}` in the config file"),
+    }
 }
 
 impl Settings {
@@ -132,14 +131,13 @@ impl Settings {
             }
             figment = figment.merge(Toml::file_exact(path));
         }
-        let env_vars: Vec<&str> = ENV_NAMES.iter().map(|(_, e)| *e).collect();
-        figment = figment.merge(Env::raw().only(&env_vars).map(|env| {
-            let key = ENV_NAMES
-                .iter()
-                .find(|(_, e)| env.as_str().eq_ignore_ascii_case(e))
-                .map_or(env.as_str(), |(k, _)| k);
-            key.to_owned().into()
-        }));
+        // Environment values stay text: figment's own env parser would turn a numeric-looking
+        // secret into a number and lose digits.
+        let from_env: std::collections::BTreeMap<&str, String> = ENV_NAMES
+            .iter()
+            .filter_map(|(key, env)| std::env::var(env).ok().map(|value| (*key, value)))
+            .collect();
+        figment = figment.merge(Serialized::defaults(from_env));
         let raw: RawSettings = figment.extract().map_err(|e| {
             let setting = e
                 .path

@@ -23,6 +23,26 @@ pub async fn get_event(
     }
 }
 
+/// The exact bytes VOD sent, for re-verification or replay elsewhere.
+pub async fn get_event_raw(
+    _: Authenticated,
+    event_id: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let not_found =
+        || ApiError::not_found("event_not_found", format!("no event with id {event_id:?}"));
+    let Ok(id) = Uuid::parse_str(&event_id) else {
+        return Err(not_found());
+    };
+    match state.store.get_event_raw_body(id).await? {
+        // Only bodies that parsed as JSON are ever stored.
+        Some(raw) => Ok(HttpResponse::Ok()
+            .content_type("application/json")
+            .body(raw)),
+        None => Err(not_found()),
+    }
+}
+
 #[derive(Debug, Deserialize)]
 pub struct ListEventsParams {
     event_type: Option<String>,

@@ -45,6 +45,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(resource("/v1/uploads/{file_id}").route(web::get().to(uploads::get_upload)))
     .service(resource("/v1/events").route(web::get().to(events::list_events)))
     .service(resource("/v1/events/{event_id}").route(web::get().to(events::get_event)))
+    .service(resource("/v1/events/{event_id}/raw").route(web::get().to(events::get_event_raw)))
     .default_service(web::to(not_found));
 }
 

@@ -1,0 +1,306 @@
+//! Test harness: a fresh database per test, the application on port 0, a typed HTTP client.
+
+use reqwest::StatusCode;
+use secrecy::SecretString;
+use serde_json::Value;
+use sqlx::{Connection, PgConnection};
+use std::net::TcpListener;
+use vodhook::config::{LogFormat, Settings};
+use vodhook::startup::Application;
+use vodhook::storage::Store;
+
+/// The Postgres server the tests create their databases on (any database on it will do).
+pub fn admin_url() -> String {
+    std::env::var("VODHOOK_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+pub const API_TOKEN: &str = "test-api-token-0123456789";
+
+/// A database of its own for one test. Databases older than an hour, left by earlier runs, are
+/// dropped whenever a new one is made.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    pub async fn create() -> TestDb {
+        let admin = admin_url();
+        let mut conn = PgConnection::connect(&admin).await.unwrap_or_else(|e| {
+            panic!(
+                "the Postgres tests need a server at {admin} (set VODHOOK_TEST_DATABASE_URL): {e}"
+            )
+        });
+        let now = chrono::Utc::now().timestamp();
+        let stale: Vec<String> = sqlx::query_scalar(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'vodhook_test_%'",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .expect("list databases");
+        for name in stale {
+            let created = name
+                .split('_')
+                .nth(2)
+                .and_then(|t| t.parse::<i64>().ok())
+                .unwrap_or(now);
+            if now - created > 3600 {
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                    .execute(&mut conn)
+                    .await;
+            }
+        }
+        let name = format!("vodhook_test_{now}_{}", uuid::Uuid::new_v4().simple());
+        sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+            .execute(&mut conn)
+            .await
+            .expect("create test database");
+        let url = match admin.rsplit_once('/') {
+            Some((server, _)) => format!("{server}/{name}"),
+            None => panic!("VODHOOK_TEST_DATABASE_URL must end in /<database>"),
+        };
+        TestDb { name, url }
+    }
+
+    /// Drops the database while the application may still be connected: storage goes away.
+    pub async fn drop_now(&self) {
+        let mut conn = PgConnection::connect(&admin_url())
+            .await
+            .expect("admin connection");
+        sqlx::query(&format!("DROP DATABASE \"{}\" WITH (FORCE)", self.name))
+            .execute(&mut conn)
+            .await
+            .expect("drop test database");
+    }
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub db: TestDb,
+    pub store: Store,
+    pub client: reqwest::Client,
+}
+
+pub fn test_settings(db: &TestDb) -> Settings {
+    Settings {
+        database_url: Some(SecretString::from(db.url.clone())),
+        listen: "127.0.0.1:0".into(),
+        api_tokens: vec![SecretString::from(API_TOKEN)],
+        callback_token: None,
+        max_body_bytes: Settings::DEFAULT_MAX_BODY_BYTES,
+        db_pool_size: 5,
+        log_format: LogFormat::Text,
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
+    if std::env::var("TEST_LOG").is_ok() {
+        vodhook::telemetry::init(LogFormat::Text);
+    }
+    let db = TestDb::create().await;
+    let mut settings = test_settings(&db);
+    customise(&mut settings);
+    let store = vodhook::startup::connect_and_migrate(&settings)
+        .await
+        .expect("store");
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let app = Application::with_store(settings, store.clone(), listener).expect("build app");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        db,
+        store,
+        client: reqwest::Client::new(),
+    }
+}
+
+impl TestApp {
+    pub async fn post_callback(&self, body: impl Into<Vec<u8>>) -> reqwest::Response {
+        self.post_raw("/v1/callbacks/vod", body).await
+    }
+
+    pub async fn post_raw(&self, path: &str, body: impl Into<Vec<u8>>) -> reqwest::Response {
+        self.client
+            .post(format!("{}{path}", self.address))
+            .header("content-type", "application/json")
+            .header("user-agent", "vod-test-agent/1.0")
+            .body(body.into())
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// Posts a callback and returns status and JSON answer.
+    pub async fn callback(&self, body: impl Into<Vec<u8>>) -> (StatusCode, Value) {
+        json_of(self.post_callback(body).await).await
+    }
+
+    pub async fn get_with_token(&self, path: &str, token: Option<&str>) -> reqwest::Response {
+        let mut request = self.client.get(format!("{}{path}", self.address));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.expect("request sent")
+    }
+
+    /// An authenticated GET, as status and JSON.
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        json_of(self.get_with_token(path, Some(API_TOKEN)).await).await
+    }
+
+    /// Every item of a list endpoint, page by page with `limit`.
+    pub async fn list_all(&self, path: &str, limit: u32) -> Vec<Value> {
+        let separator = if path.contains('?') { '&' } else { '?' };
+        let mut items = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut url = format!("{path}{separator}limit={limit}");
+            if let Some(c) = &cursor {
+                url.push_str(&format!("&cursor={c}"));
+            }
+            let (status, page) = self.get(&url).await;
+            assert_eq!(status, StatusCode::OK, "{url}: {page}");
+            items.extend(page["data"].as_array().expect("data").iter().cloned());
+            match page["next_cursor"].as_str() {
+                Some(next) => cursor = Some(next.to_owned()),
+                None => return items,
+            }
+        }
+    }
+}
+
+pub async fn json_of(response: reqwest::Response) -> (StatusCode, Value) {
+    let status = response.status();
+    let text = response.text().await.expect("body");
+    let json =
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text:?}"));
+    (status, json)
+}
+
+/// Asserts the uniform error body and returns its code.
+pub fn error_code(body: &Value) -> &str {
+    let error = body
+        .get("error")
+        .unwrap_or_else(|| panic!("no error object in {body}"));
+    assert!(
+        error["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "no message in {body}"
+    );
+    assert_eq!(
+        error.as_object().map(|o| o.len()),
+        Some(2),
+        "error has exactly code and message: {body}"
+    );
+    error["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no code in {body}"))
+}
+
+pub fn fixture(name: &str) -> Vec<u8> {
+    let path = format!("{}/fixtures/vod/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// A v3 NewFileUpload as VOD would send it.
+pub fn new_file_upload(file_id: &str, source_context: Option<&str>) -> Vec<u8> {
+    vodhook::simulate::body(
+        vodhook::simulate::SimulatedEvent::NewFileUpload,
+        Some(file_id),
+        source_context,
+    )
+}
+
+/// A real `vodhook serve` process, its output captured in a file.
+pub struct ServerProcess {
+    pub child: std::process::Child,
+    pub address: String,
+    pub log_path: std::path::PathBuf,
+}
+
+/// The environment a child `vodhook` starts from: nothing of ours inherited from the caller.
+pub fn vodhook_command(args: &[&str]) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_vodhook"));
+    command.args(args);
+    for var in [
+        "DATABASE_URL",
+        "VODHOOK_LISTEN",
+        "VODHOOK_API_TOKENS",
+        "VODHOOK_CALLBACK_TOKEN",
+        "VODHOOK_MAX_BODY_BYTES",
+        "VODHOOK_DB_POOL_SIZE",
+        "VODHOOK_LOG_FORMAT",
+        "RUST_LOG",
+    ] {
+        command.env_remove(var);
+    }
+    command
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+impl ServerProcess {
+    /// Starts `vodhook serve` with `env` and waits until it answers /healthz.
+    pub async fn start(env: &[(&str, &str)]) -> ServerProcess {
+        let port = free_port();
+        let log_path =
+            std::env::temp_dir().join(format!("vodhook-test-{}.log", uuid::Uuid::new_v4()));
+        let log = std::fs::File::create(&log_path).expect("log file");
+        let mut command = vodhook_command(&["serve"]);
+        command
+            .env("VODHOOK_LISTEN", format!("127.0.0.1:{port}"))
+            .env("VODHOOK_API_TOKENS", API_TOKEN)
+            .envs(env.iter().copied())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log);
+        let mut child = command.spawn().expect("spawn vodhook");
+        let address = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::new();
+        for _ in 0..300 {
+            if let Ok(response) = client.get(format!("{address}/healthz")).send().await {
+                if response.status().is_success() {
+                    return ServerProcess {
+                        child,
+                        address,
+                        log_path,
+                    };
+                }
+            }
+            if let Some(status) = child.try_wait().expect("wait") {
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                panic!("vodhook exited with {status}: {log}");
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("vodhook did not start within 30 s");
+    }
+
+    /// SIGKILL: no chance to finish anything.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("kill");
+        self.child.wait().expect("reap");
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log_path);
+    }
+}

@@ -1,0 +1,10 @@
+//! Black-box tests: the real HTTP server on a real Postgres, one fresh database per test.
+
+mod auth;
+mod callbacks;
+mod cli;
+mod crash;
+mod events;
+mod health;
+mod helpers;
+mod uploads;
