@@ -59,7 +59,14 @@ impl Application {
 
 /// The store for commands that need the database, migrated to the current schema.
 pub async fn connect_and_migrate(settings: &Settings) -> anyhow::Result<Store> {
-    let store = Store::connect(settings.require_database_url()?, settings.db_pool_size)
+    let url = settings.require_database_url()?;
+    if Store::create_database_if_missing(url)
+        .await
+        .context("cannot reach the database server (DATABASE_URL)")?
+    {
+        tracing::info!("created the database named in DATABASE_URL");
+    }
+    let store = Store::connect(url, settings.db_pool_size)
         .await
         .context("cannot connect to the database (DATABASE_URL)")?;
     store

@@ -50,6 +50,18 @@ impl Store {
         Ok(Store { pool })
     }
 
+    /// Creates the database named in `url` when the server does not have it yet, so a first
+    /// `vodhook serve` needs nothing prepared; `true` when it was created.
+    pub async fn create_database_if_missing(url: &SecretString) -> StorageResult<bool> {
+        use sqlx::migrate::MigrateDatabase;
+        let url = url.expose_secret();
+        if sqlx::Postgres::database_exists(url).await? {
+            return Ok(false);
+        }
+        sqlx::Postgres::create_database(url).await?;
+        Ok(true)
+    }
+
     pub fn from_pool(pool: PgPool) -> Store {
         Store { pool }
     }

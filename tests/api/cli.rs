@@ -240,3 +240,25 @@ async fn secrets_stay_out_of_logs() {
         assert!(!log.contains(secret), "{secret} appears in the log");
     }
 }
+
+#[tokio::test]
+async fn migrate_creates_a_missing_database_and_is_repeatable() {
+    let db = TestDb::create().await;
+    db.drop_now().await;
+    for _ in 0..2 {
+        let (ok, stdout, stderr) =
+            run(vodhook_command(&["migrate"]).env("DATABASE_URL", &db.url)).await;
+        assert!(ok, "{stderr}");
+        assert!(stdout.contains("migrations applied"), "{stdout}");
+    }
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url)
+        .await
+        .expect("database exists now");
+    let tables: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name IN ('events', 'uploads', 'api_tokens')",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .expect("count");
+    assert_eq!(tables, 3);
+}

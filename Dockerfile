@@ -1,0 +1,21 @@
+# Build stage: compile the release binary (migrations are embedded at compile time).
+FROM rust:1.95-slim-bookworm AS build
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+COPY migrations ./migrations
+RUN cargo build --release --locked --bin vodhook
+
+# Runtime stage: just the binary, as an unprivileged user.
+FROM debian:bookworm-slim
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --uid 10001 vodhook
+COPY --from=build /src/target/release/vodhook /usr/local/bin/vodhook
+USER vodhook
+ENV VODHOOK_LISTEN=0.0.0.0:8080 \
+    VODHOOK_LOG_FORMAT=json
+EXPOSE 8080
+ENTRYPOINT ["vodhook"]
+CMD ["serve"]

@@ -1,0 +1,217 @@
+//! Load generation: unique NewFileUpload bodies sent at fixed concurrency, latencies collected.
+
+use anyhow::Context;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+static NEXT_FILE_ID: AtomicU64 = AtomicU64::new(0);
+
+/// A unique ~1 KB v3 NewFileUpload body and its FileId.
+fn next_body() -> (String, Vec<u8>) {
+    let seed = u64::from(std::process::id()) << 32;
+    let file_id =
+        (5_000_000_000_000_000_000u64 + seed + NEXT_FILE_ID.fetch_add(1, Ordering::Relaxed))
+            .to_string();
+    let body = vodhook::simulate::body(
+        vodhook::simulate::SimulatedEvent::NewFileUpload,
+        Some(&file_id),
+        Some("bench-user-0001"),
+    );
+    (file_id, body)
+}
+
+pub fn sample_body_len() -> usize {
+    next_body().1.len()
+}
+
+/// `vodhook serve` on a free port, with its own database.
+pub struct VodhookProcess {
+    child: Child,
+    url: String,
+    client: reqwest::Client,
+}
+
+impl VodhookProcess {
+    pub async fn start(binary: &Path, db_url: &str) -> anyhow::Result<VodhookProcess> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let child = Command::new(binary)
+            .arg("serve")
+            .env("DATABASE_URL", db_url)
+            .env("VODHOOK_LISTEN", format!("127.0.0.1:{port}"))
+            .env("VODHOOK_API_TOKENS", "bench-token-0123456789")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("cannot start vodhook")?;
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(1024)
+            .build()?;
+        let process = VodhookProcess {
+            child,
+            url: format!("http://127.0.0.1:{port}/v1/callbacks/vod"),
+            client,
+        };
+        for _ in 0..300 {
+            if let Ok(r) = process
+                .client
+                .get(format!("http://127.0.0.1:{port}/readyz"))
+                .send()
+                .await
+            {
+                if r.status().is_success() {
+                    return Ok(process);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        anyhow::bail!("vodhook did not become ready")
+    }
+}
+
+impl Drop for VodhookProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The baseline: one table, one `INSERT ... ON CONFLICT DO NOTHING` transaction per event.
+pub struct Baseline {
+    pool: PgPool,
+}
+
+impl Baseline {
+    pub async fn create(db_url: &str, connections: usize) -> anyhow::Result<Baseline> {
+        let pool = PgPoolOptions::new()
+            .max_connections(u32::try_from(connections.min(90))?)
+            .connect(db_url)
+            .await?;
+        sqlx::query("CREATE TABLE IF NOT EXISTS baseline_events (dedupe_key TEXT PRIMARY KEY, body JSONB NOT NULL)")
+            .execute(&pool)
+            .await?;
+        Ok(Baseline { pool })
+    }
+}
+
+/// Where requests go; cheap to clone into each worker task.
+#[derive(Clone)]
+pub enum Target {
+    Baseline(PgPool),
+    Vodhook {
+        client: reqwest::Client,
+        url: String,
+    },
+}
+
+impl Baseline {
+    pub fn target(&self) -> Target {
+        Target::Baseline(self.pool.clone())
+    }
+}
+
+impl VodhookProcess {
+    pub fn target(&self) -> Target {
+        Target::Vodhook {
+            client: self.client.clone(),
+            url: self.url.clone(),
+        }
+    }
+}
+
+impl Target {
+    async fn send_one(&self) -> bool {
+        let (file_id, body) = next_body();
+        match self {
+            Target::Baseline(pool) => sqlx::query("INSERT INTO baseline_events (dedupe_key, body) VALUES ($1, $2::jsonb) ON CONFLICT DO NOTHING")
+                .bind(format!("NewFileUpload:{file_id}"))
+                .bind(String::from_utf8_lossy(&body).as_ref())
+                .execute(pool)
+                .await
+                .is_ok(),
+            Target::Vodhook { client, url } => client
+                .post(url)
+                .body(body)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success()),
+        }
+    }
+}
+
+/// Latencies of successful requests and the count of failures, over some wall time.
+#[derive(Debug, Default)]
+pub struct Measurement {
+    latencies: Vec<Duration>,
+    errors: usize,
+    elapsed: Duration,
+}
+
+pub struct Summary {
+    pub per_second: f64,
+    pub p50: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub errors: usize,
+}
+
+impl Measurement {
+    pub fn merge(&mut self, other: Measurement) {
+        self.latencies.extend(other.latencies);
+        self.errors += other.errors;
+        self.elapsed += other.elapsed;
+    }
+
+    pub fn summary(&mut self) -> Summary {
+        self.latencies.sort_unstable();
+        let percentile = |p: f64| {
+            let index = ((self.latencies.len() as f64 * p).ceil() as usize).saturating_sub(1);
+            self.latencies
+                .get(index)
+                .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+        };
+        Summary {
+            per_second: self.latencies.len() as f64
+                / self.elapsed.as_secs_f64().max(f64::MIN_POSITIVE),
+            p50: percentile(0.50),
+            p95: percentile(0.95),
+            p99: percentile(0.99),
+            errors: self.errors,
+        }
+    }
+}
+
+/// Keeps `concurrency` requests in flight for `duration`, from tasks spread over all cores.
+pub async fn measure(target: &Target, concurrency: usize, duration: Duration) -> Measurement {
+    let started = Instant::now();
+    let deadline = started + duration;
+    let workers = (0..concurrency).map(|_| {
+        let target = target.clone();
+        tokio::spawn(async move {
+            let mut local = Measurement::default();
+            while Instant::now() < deadline {
+                let t0 = Instant::now();
+                if target.send_one().await {
+                    local.latencies.push(t0.elapsed());
+                } else {
+                    local.errors += 1;
+                }
+            }
+            local
+        })
+    });
+    let mut total = Measurement::default();
+    for part in futures_util::future::join_all(workers).await {
+        match part {
+            Ok(part) => total.merge(part),
+            Err(_) => total.errors += 1,
+        }
+    }
+    total.elapsed = started.elapsed();
+    total
+}

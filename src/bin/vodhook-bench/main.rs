@@ -1,0 +1,107 @@
+//! `vodhook-bench`: ingest throughput and ack latency of a real `vodhook serve`, against a baseline
+//! of single-row inserts on the same Postgres, measured alternately in one run.
+
+mod load;
+
+use anyhow::Context;
+use clap::Parser;
+use load::Measurement;
+use sqlx::{Connection, PgConnection};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Parser)]
+#[command(
+    about = "Benchmark vodhook ingest against a single-row INSERT baseline on the same Postgres"
+)]
+struct Args {
+    /// Any database on the Postgres server to use; the benchmark creates and drops its own.
+    #[arg(
+        long,
+        env = "VODHOOK_BENCH_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    admin_url: String,
+    /// Concurrency levels (in-flight requests), comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "4,64")]
+    concurrency: Vec<usize>,
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Alternations of baseline and vodhook per concurrency level.
+    #[arg(long, default_value_t = 2)]
+    rounds: usize,
+    /// The vodhook binary (default: the one built next to this benchmark).
+    #[arg(long)]
+    vodhook: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let vodhook = match args.vodhook.clone() {
+        Some(path) => path,
+        None => std::env::current_exe()?.with_file_name("vodhook"),
+    };
+    anyhow::ensure!(
+        vodhook.is_file(),
+        "{} not found: build it first (cargo build --release)",
+        vodhook.display()
+    );
+
+    let bench_db = format!("vodhook_bench_{}", std::process::id());
+    let mut admin = PgConnection::connect(&args.admin_url)
+        .await
+        .context("cannot connect to --admin-url")?;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {bench_db} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await?;
+    sqlx::query(&format!("CREATE DATABASE {bench_db}"))
+        .execute(&mut admin)
+        .await?;
+    let db_url = match args.admin_url.rsplit_once('/') {
+        Some((server, _)) => format!("{server}/{bench_db}"),
+        None => anyhow::bail!("--admin-url must end in /<database>"),
+    };
+
+    let result = run(&args, &vodhook, &db_url).await;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {bench_db} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await?;
+    result
+}
+
+async fn run(args: &Args, vodhook: &std::path::Path, db_url: &str) -> anyhow::Result<()> {
+    let server = load::VodhookProcess::start(vodhook, db_url).await?;
+    let baseline =
+        load::Baseline::create(db_url, args.concurrency.iter().copied().max().unwrap_or(1)).await?;
+    let duration = Duration::from_secs(args.duration);
+    println!(
+        "# vodhook ingest benchmark: {} s per measurement, {} rounds, body ~{} bytes, {} CPUs",
+        args.duration,
+        args.rounds,
+        load::sample_body_len(),
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!();
+    println!("| C | baseline events/s | p50 ms | p95 ms | p99 ms | vodhook events/s | p50 ms | p95 ms | p99 ms | errors | ratio |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    for &concurrency in &args.concurrency {
+        // Warm both paths (connections, caches) before measuring.
+        load::measure(&baseline.target(), concurrency, Duration::from_secs(1)).await;
+        load::measure(&server.target(), concurrency, Duration::from_secs(1)).await;
+        let mut base = Measurement::default();
+        let mut ours = Measurement::default();
+        for _ in 0..args.rounds {
+            base.merge(load::measure(&baseline.target(), concurrency, duration).await);
+            ours.merge(load::measure(&server.target(), concurrency, duration).await);
+        }
+        let (b, v) = (base.summary(), ours.summary());
+        println!(
+            "| {concurrency} | {:.0} | {:.2} | {:.2} | {:.2} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {:.2} |",
+            b.per_second, b.p50, b.p95, b.p99, v.per_second, v.p50, v.p95, v.p99, v.errors,
+            v.per_second / b.per_second.max(f64::MIN_POSITIVE)
+        );
+    }
+    Ok(())
+}
