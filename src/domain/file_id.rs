@@ -21,6 +21,15 @@ impl FileId {
     }
 }
 
+/// For values read back from storage, where a blank FileId cannot occur.
+impl TryFrom<String> for FileId {
+    type Error = String;
+
+    fn try_from(raw: String) -> Result<FileId, String> {
+        FileId::parse(&raw).ok_or_else(|| format!("{raw:?} is not a FileId"))
+    }
+}
+
 impl AsRef<str> for FileId {
     fn as_ref(&self) -> &str {
         &self.0

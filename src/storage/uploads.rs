@@ -146,7 +146,7 @@ impl Store {
         let rows: Vec<Upload> = query.build_query_as().fetch_all(&self.pool).await?;
         Ok(super::into_page(rows, limit, |u| PageCursor {
             at: u.received_at,
-            key: u.file_id.clone(),
+            key: u.fields.file_id.to_string(),
         }))
     }
 }
