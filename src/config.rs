@@ -139,11 +139,17 @@ impl Settings {
             .collect();
         figment = figment.merge(Serialized::defaults(from_env));
         let raw: RawSettings = figment.extract().map_err(|e| {
-            let setting = e
-                .path
-                .first()
-                .map_or_else(|| "configuration".to_owned(), |k| setting_name(k));
-            ConfigError::new(&setting, e.kind.to_string())
+            // Only the first line: a TOML syntax error goes on to quote the offending line, which
+            // may hold a secret.
+            let message = e.kind.to_string();
+            let first_line = message.lines().next().unwrap_or("invalid value").to_owned();
+            match (e.path.first(), config_file) {
+                (Some(key), _) => ConfigError::new(&setting_name(key), first_line),
+                (None, Some(path)) => {
+                    ConfigError::new("--config", format!("{}: {first_line}", path.display()))
+                }
+                (None, None) => ConfigError::new("configuration", first_line),
+            }
         })?;
         Settings::validate(raw)
     }

@@ -11,6 +11,7 @@ pub struct ApiError {
     code: &'static str,
     message: String,
     cause: Option<anyhow::Error>,
+    headers: Vec<(&'static str, String)>,
 }
 
 impl ApiError {
@@ -20,15 +21,23 @@ impl ApiError {
             code,
             message: message.into(),
             cause: None,
+            headers: Vec::new(),
         }
+    }
+
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> ApiError {
+        self.headers.push((name, value.into()));
+        self
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
         Self::new(StatusCode::BAD_REQUEST, code, message)
     }
 
+    /// 401, with the `WWW-Authenticate` challenge HTTP requires.
     pub fn unauthorized(code: &'static str, message: impl Into<String>) -> ApiError {
         Self::new(StatusCode::UNAUTHORIZED, code, message)
+            .with_header("www-authenticate", "Bearer realm=\"vodhook\"")
     }
 
     pub fn not_found(code: &'static str, message: impl Into<String>) -> ApiError {
@@ -90,7 +99,11 @@ impl ResponseError for ApiError {
         if self.status.is_server_error() {
             tracing::error!(code = self.code, error = ?self, "request failed");
         }
-        HttpResponse::build(self.status).json(json!({
+        let mut response = HttpResponse::build(self.status);
+        for (name, value) in &self.headers {
+            response.insert_header((*name, value.as_str()));
+        }
+        response.json(json!({
             "error": { "code": self.code, "message": self.message }
         }))
     }

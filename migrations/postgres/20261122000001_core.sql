@@ -3,7 +3,8 @@
 
 CREATE TABLE events (
     id          UUID PRIMARY KEY,
-    -- Recognises repeats (VOD sends no event id): "NewFileUpload:<FileId>" or "<type>:sha256:<hex>".
+    -- Recognises repeats (VOD sends no event id): "NewFileUpload:<FileId>" or "<type>:sha256:<hex>";
+    -- the parser bounds event types and FileIds to 256 bytes, so it always fits a btree entry.
     dedupe_key  TEXT COLLATE "C" NOT NULL UNIQUE,
     event_type  TEXT NOT NULL,
     format      TEXT NOT NULL CHECK (format IN ('v3', 'v2')),
@@ -40,12 +41,15 @@ CREATE TABLE uploads (
     updated_at                 TIMESTAMPTZ NOT NULL
 );
 
+-- Filter columns hold whatever VOD (or a stranger) sends, and a btree entry must stay under 2704
+-- bytes, so they are indexed by their first 256 characters; queries compare that prefix and then
+-- the whole value (see storage/uploads.rs).
 CREATE INDEX uploads_received ON uploads (received_at DESC, file_id DESC);
-CREATE INDEX uploads_source_context ON uploads (source_context, received_at DESC, file_id DESC);
-CREATE INDEX uploads_source_type ON uploads (source_type, received_at DESC, file_id DESC);
-CREATE INDEX uploads_procedure_task ON uploads (procedure_task_id, received_at DESC, file_id DESC)
+CREATE INDEX uploads_source_context ON uploads (left(source_context, 256), received_at DESC, file_id DESC);
+CREATE INDEX uploads_source_type ON uploads (left(source_type, 256), received_at DESC, file_id DESC);
+CREATE INDEX uploads_procedure_task ON uploads (left(procedure_task_id, 256), received_at DESC, file_id DESC)
     WHERE procedure_task_id IS NOT NULL;
-CREATE INDEX uploads_storage_region ON uploads (storage_region, received_at DESC, file_id DESC);
+CREATE INDEX uploads_storage_region ON uploads (left(storage_region, 256), received_at DESC, file_id DESC);
 
 CREATE TABLE api_tokens (
     id         UUID PRIMARY KEY,

@@ -10,10 +10,13 @@ use std::fmt;
 pub struct FileId(String);
 
 impl FileId {
-    /// Accepts any non-blank text; surrounding whitespace is trimmed.
+    /// Real FileIds are about 20 digits; anything longer than this is not one.
+    pub const MAX_LEN: usize = 256;
+
+    /// Accepts non-blank text of at most `MAX_LEN` bytes; surrounding whitespace is trimmed.
     pub fn parse(raw: &str) -> Option<FileId> {
         let trimmed = raw.trim();
-        (!trimmed.is_empty()).then(|| FileId(trimmed.to_owned()))
+        (!trimmed.is_empty() && trimmed.len() <= Self::MAX_LEN).then(|| FileId(trimmed.to_owned()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -50,6 +53,12 @@ mod tests {
     fn blank_text_is_not_a_file_id() {
         assert_eq!(FileId::parse(""), None);
         assert_eq!(FileId::parse("  "), None);
+    }
+
+    #[test]
+    fn over_long_text_is_not_a_file_id() {
+        assert!(FileId::parse(&"1".repeat(256)).is_some());
+        assert_eq!(FileId::parse(&"1".repeat(257)), None);
     }
 
     #[test]

@@ -13,11 +13,13 @@ impl PageLimit {
     pub const MAX: u32 = 500;
 
     /// `None` gives the default; values above the maximum are clamped to it; zero is refused.
-    pub fn parse(requested: Option<u32>) -> Result<PageLimit, String> {
+    pub fn parse(requested: Option<u64>) -> Result<PageLimit, String> {
         match requested {
             None => Ok(PageLimit(Self::DEFAULT)),
             Some(0) => Err(format!("limit must be between 1 and {}", Self::MAX)),
-            Some(n) => Ok(PageLimit(n.min(Self::MAX))),
+            Some(n) => Ok(PageLimit(
+                u32::try_from(n).unwrap_or(Self::MAX).min(Self::MAX),
+            )),
         }
     }
 
@@ -46,6 +48,10 @@ impl PageCursor {
         let text = String::from_utf8(bytes).ok()?;
         let (micros, key) = text.split_once('.')?;
         let at = DateTime::from_timestamp_micros(micros.parse().ok()?)?;
+        // Every store keeps times between 1970 and 9999; anything else was not made by us.
+        if !(0..=253_402_300_799_000_000).contains(&at.timestamp_micros()) {
+            return None;
+        }
         (!key.is_empty()).then(|| PageCursor {
             at,
             key: key.to_owned(),
@@ -79,12 +85,20 @@ mod tests {
         assert_eq!(PageCursor::decode("not-a-cursor!"), None);
         assert_eq!(PageCursor::decode(&URL_SAFE_NO_PAD.encode("12")), None);
         assert_eq!(PageCursor::decode(&URL_SAFE_NO_PAD.encode("x.key")), None);
+        assert_eq!(
+            PageCursor::decode(&URL_SAFE_NO_PAD.encode("-8000000000000000000.x")),
+            None
+        );
     }
 
     #[test]
     fn limits_default_clamp_and_refuse_zero() {
         assert_eq!(PageLimit::parse(None).map(PageLimit::get), Ok(50));
         assert_eq!(PageLimit::parse(Some(10_000)).map(PageLimit::get), Ok(500));
+        assert_eq!(
+            PageLimit::parse(Some(u64::MAX)).map(PageLimit::get),
+            Ok(500)
+        );
         assert!(PageLimit::parse(Some(0)).is_err());
     }
 }

@@ -5,7 +5,6 @@ use crate::error::ApiError;
 use crate::storage::IncomingEvent;
 use crate::tencent::{parse_callback, CallbackParseError};
 use actix_web::{http::header, http::StatusCode, web, HttpRequest, HttpResponse};
-use chrono::{SubsecRound, Utc};
 use futures_util::StreamExt;
 use secrecy::ExposeSecret;
 use serde_json::{json, Map, Value};
@@ -38,6 +37,7 @@ pub async fn receive_vod_callback(
 }
 
 /// Callbacks with a token in the path: VOD cannot send headers, so the URL carries the secret.
+/// Every other path below /v1/callbacks/vod/ lands here too, and is refused the same way.
 pub async fn receive_vod_callback_with_token(
     req: HttpRequest,
     body: web::Payload,
@@ -64,20 +64,19 @@ async fn receive(
     body: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let received_at = Utc::now().trunc_subsecs(6);
     let raw = read_body(&req, body, state.settings.max_body_bytes).await?;
     let event = parse_callback(&raw).map_err(|e| {
         let code = match e {
             CallbackParseError::NotJson(_) => "invalid_json",
             CallbackParseError::NotAnObject => "not_an_object",
             CallbackParseError::MissingEventType => "missing_event_type",
+            CallbackParseError::EventTypeTooLong => "invalid_event_type",
         };
         ApiError::bad_request(code, e.to_string())
     })?;
     let incoming = IncomingEvent {
         event: &event,
         id: Uuid::now_v7(),
-        received_at,
         raw_body: &raw,
         headers: kept_headers(&req),
         client_addr: req.peer_addr().map(|a| a.ip().to_string()),

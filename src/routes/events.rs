@@ -7,20 +7,24 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use uuid::Uuid;
 
+fn event_not_found(event_id: &str) -> ApiError {
+    ApiError::not_found("event_not_found", format!("no event with id {event_id:?}"))
+}
+
+/// Event ids are UUIDs; anything else names no event.
+fn parse_event_id(event_id: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(event_id).map_err(|_| event_not_found(event_id))
+}
+
 pub async fn get_event(
     _: Authenticated,
     event_id: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let not_found =
-        || ApiError::not_found("event_not_found", format!("no event with id {event_id:?}"));
-    let Ok(id) = Uuid::parse_str(&event_id) else {
-        return Err(not_found());
-    };
-    match state.store.get_event(id).await? {
-        Some(event) => Ok(ok_json(&event)),
-        None => Err(not_found()),
-    }
+    let event = state.store.get_event(parse_event_id(&event_id)?).await?;
+    event
+        .map(|e| ok_json(&e))
+        .ok_or_else(|| event_not_found(&event_id))
 }
 
 /// The exact bytes VOD sent, for re-verification or replay elsewhere.
@@ -29,18 +33,17 @@ pub async fn get_event_raw(
     event_id: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let not_found =
-        || ApiError::not_found("event_not_found", format!("no event with id {event_id:?}"));
-    let Ok(id) = Uuid::parse_str(&event_id) else {
-        return Err(not_found());
-    };
-    match state.store.get_event_raw_body(id).await? {
-        // Only bodies that parsed as JSON are ever stored.
-        Some(raw) => Ok(HttpResponse::Ok()
+    let raw = state
+        .store
+        .get_event_raw_body(parse_event_id(&event_id)?)
+        .await?;
+    // Only bodies that parsed as JSON are ever stored.
+    raw.map(|raw| {
+        HttpResponse::Ok()
             .content_type("application/json")
-            .body(raw)),
-        None => Err(not_found()),
-    }
+            .body(raw)
+    })
+    .ok_or_else(|| event_not_found(&event_id))
 }
 
 #[derive(Debug, Deserialize)]

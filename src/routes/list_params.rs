@@ -13,7 +13,11 @@ pub fn limit(raw: Option<&str>) -> Result<PageLimit, ApiError> {
     };
     let requested = match raw.map(str::trim).filter(|s| !s.is_empty()) {
         None => None,
-        Some(text) => Some(text.parse::<u32>().map_err(|_| invalid())?),
+        // Digits only; a number too large for u64 is still just "very large".
+        Some(text) if text.bytes().all(|b| b.is_ascii_digit()) => {
+            Some(text.parse::<u64>().unwrap_or(u64::MAX))
+        }
+        Some(_) => return Err(invalid()),
     };
     PageLimit::parse(requested).map_err(|_| invalid())
 }
@@ -33,7 +37,7 @@ pub fn cursor(raw: Option<&str>) -> Result<Option<PageCursor>, ApiError> {
 pub fn time(name: &str, raw: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
     match raw.map(str::trim).filter(|s| !s.is_empty()) {
         None => Ok(None),
-        Some(text) => DateTime::parse_from_rfc3339(text)
+        Some(text) => DateTime::parse_from_rfc3339(&restore_plus(text))
             .map(|t| Some(t.with_timezone(&Utc)))
             .map_err(|_| {
                 ApiError::bad_request(
@@ -41,6 +45,25 @@ pub fn time(name: &str, raw: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiE
                     format!("{name} must be an RFC 3339 time such as 2026-08-20T03:14:07Z, got {text:?}"),
                 )
             }),
+    }
+}
+
+/// An unencoded `+` in a query string decodes to a space: `2026-01-01T00:00:00 08:00` was meant
+/// as `+08:00`.
+fn restore_plus(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let offset_start = bytes.len().saturating_sub(6);
+    let looks_like_offset = bytes.len() > 6
+        && bytes[offset_start] == b' '
+        && bytes[offset_start + 3] == b':'
+        && bytes[offset_start + 1..]
+            .iter()
+            .enumerate()
+            .all(|(i, b)| i == 2 || b.is_ascii_digit());
+    if looks_like_offset {
+        format!("{}+{}", &text[..offset_start], &text[offset_start + 1..])
+    } else {
+        text.to_owned()
     }
 }
 

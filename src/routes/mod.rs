@@ -34,35 +34,50 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .app_data(web::PathConfig::default().error_handler(|err, _| {
         ApiError::bad_request("invalid_path", format!("the path is not valid: {err}")).into()
     }))
-    .service(resource("/healthz").route(web::get().to(health::healthz)))
-    .service(resource("/readyz").route(web::get().to(health::readyz)))
-    .service(resource("/v1/callbacks/vod").route(web::post().to(callbacks::receive_vod_callback)))
+    .service(readable("/healthz", health::healthz))
+    .service(readable("/readyz", health::readyz))
+    .service(postable("/v1/callbacks/vod").route(web::post().to(callbacks::receive_vod_callback)))
+    // Any path below: the token, or (when one is configured) a 401 for anything else.
     .service(
-        resource("/v1/callbacks/vod/{token}")
+        postable("/v1/callbacks/vod/{token:.*}")
             .route(web::post().to(callbacks::receive_vod_callback_with_token)),
     )
-    .service(resource("/v1/uploads").route(web::get().to(uploads::list_uploads)))
-    .service(resource("/v1/uploads/{file_id}").route(web::get().to(uploads::get_upload)))
-    .service(resource("/v1/events").route(web::get().to(events::list_events)))
-    .service(resource("/v1/events/{event_id}").route(web::get().to(events::get_event)))
-    .service(resource("/v1/events/{event_id}/raw").route(web::get().to(events::get_event_raw)))
+    .service(readable("/v1/uploads", uploads::list_uploads))
+    .service(readable("/v1/uploads/{file_id}", uploads::get_upload))
+    .service(readable("/v1/events", events::list_events))
+    .service(readable("/v1/events/{event_id}", events::get_event))
+    .service(readable("/v1/events/{event_id}/raw", events::get_event_raw))
     .default_service(web::to(not_found));
 }
 
-fn resource(path: &str) -> actix_web::Resource {
-    web::resource(path).default_service(web::to(method_not_allowed))
+/// A GET resource; HEAD is answered by the same handler (actix sends no body for HEAD).
+fn readable<F, Args>(path: &str, handler: F) -> actix_web::Resource
+where
+    F: actix_web::Handler<Args> + Clone,
+    Args: actix_web::FromRequest + 'static,
+    F::Output: actix_web::Responder + 'static,
+{
+    web::resource(path)
+        .route(web::get().to(handler.clone()))
+        .route(web::head().to(handler))
+        .default_service(web::to(|| method_not_allowed("GET, HEAD")))
+}
+
+fn postable(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(|| method_not_allowed("POST")))
 }
 
 async fn not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::not_found("not_found", "no such endpoint"))
 }
 
-async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
+async fn method_not_allowed(allow: &'static str) -> Result<HttpResponse, ApiError> {
     Err(ApiError::new(
         actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
-        "this endpoint does not accept that method",
-    ))
+        format!("this endpoint accepts {allow}"),
+    )
+    .with_header("allow", allow))
 }
 
 /// `200 OK` with a JSON body.

@@ -15,7 +15,7 @@ pub async fn get_upload(
         Some(upload) => Ok(ok_json(&upload)),
         None => Err(ApiError::not_found(
             "upload_not_found",
-            format!("no upload record for FileId {file_id:?}"),
+            format!("no upload record for FileId {:?}", file_id.as_str()),
         )),
     }
 }

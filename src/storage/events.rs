@@ -12,7 +12,6 @@ pub struct IncomingEvent<'a> {
     pub event: &'a VodEvent,
     /// The id the event gets if it is new (time-ordered, UUIDv7).
     pub id: Uuid,
-    pub received_at: DateTime<Utc>,
     pub raw_body: &'a [u8],
     pub headers: serde_json::Value,
     pub client_addr: Option<String>,
@@ -71,40 +70,50 @@ impl Store {
         let event = incoming.event;
         let mut tx = self.pool.begin().await?;
         // A concurrent insert of the same key waits here for the first to commit or roll back.
-        let inserted: Option<Uuid> = sqlx::query_scalar(
+        // The time is the database's, taken inside the transaction: lists ordered by it see a
+        // new event before the next page only if it committed, up to one transaction's length.
+        let inserted: Option<(Uuid, DateTime<Utc>)> = sqlx::query_as(
             "INSERT INTO events (id, dedupe_key, event_type, format, file_id, received_at, raw_body, body, headers, client_addr) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
+             VALUES ($1, $2, $3, $4, $5, date_trunc('microseconds', clock_timestamp()), $6, $7, $8, $9) \
+             ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, received_at",
         )
         .bind(incoming.id)
         .bind(&event.dedupe_key)
         .bind(&event.event_type)
         .bind(event.format.as_str())
         .bind(event.file_id.as_ref().map(|f| f.as_str()))
-        .bind(incoming.received_at)
         .bind(incoming.raw_body)
         .bind(&event.body)
         .bind(&incoming.headers)
         .bind(&incoming.client_addr)
         .fetch_optional(&mut *tx)
         .await?;
-        let outcome = match inserted {
-            Some(event_id) => IngestOutcome {
-                event_id,
-                duplicate: false,
-            },
-            None => {
-                let event_id = sqlx::query_scalar("SELECT id FROM events WHERE dedupe_key = $1")
-                    .bind(&event.dedupe_key)
-                    .fetch_one(&mut *tx)
-                    .await?;
+        let (outcome, now) = match inserted {
+            Some((event_id, received_at)) => (
                 IngestOutcome {
                     event_id,
-                    duplicate: true,
-                }
+                    duplicate: false,
+                },
+                received_at,
+            ),
+            None => {
+                let (event_id, now) = sqlx::query_as(
+                    "SELECT id, date_trunc('microseconds', clock_timestamp()) FROM events WHERE dedupe_key = $1",
+                )
+                .bind(&event.dedupe_key)
+                .fetch_one(&mut *tx)
+                .await?;
+                (
+                    IngestOutcome {
+                        event_id,
+                        duplicate: true,
+                    },
+                    now,
+                )
             }
         };
         if let Some(upload) = &event.upload {
-            uploads::upsert(&mut tx, upload, outcome.event_id, incoming.received_at).await?;
+            uploads::upsert(&mut tx, upload, outcome.event_id, now).await?;
         }
         tx.commit().await?;
         Ok(outcome)

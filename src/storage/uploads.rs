@@ -45,7 +45,17 @@ static UPSERT_SQL: LazyLock<String> = LazyLock::new(|| {
     let placeholders: Vec<String> = (1..=VOD_COLUMNS.len() + 4)
         .map(|i| format!("${i}"))
         .collect();
-    let fill = |c: &&str| format!("COALESCE(uploads.{c}, EXCLUDED.{c})");
+    // v3 calls every upload `Upload`; v2's ClientUpload/ServerUpload says more, so it wins
+    // whichever copy came first.
+    let fill = |c: &&str| {
+        match *c {
+        "source_type" => "CASE WHEN uploads.source_type = 'Upload' \
+                          AND EXCLUDED.source_type IN ('ClientUpload', 'ServerUpload') \
+                          THEN EXCLUDED.source_type ELSE COALESCE(uploads.source_type, EXCLUDED.source_type) END"
+            .to_owned(),
+        _ => format!("COALESCE(uploads.{c}, EXCLUDED.{c})"),
+    }
+    };
     let set: Vec<String> = VOD_COLUMNS
         .iter()
         .map(|c| format!("{c} = {}", fill(c)))
@@ -121,8 +131,11 @@ impl Store {
         ];
         for (column, value) in equal {
             if let Some(value) = value {
+                // The prefix comparison is what the index on left(column, 256) serves.
                 query
-                    .push(format!(" AND {column} = "))
+                    .push(format!(" AND left({column}, 256) = left("))
+                    .push_bind(value.clone())
+                    .push(format!(", 256) AND {column} = "))
                     .push_bind(value.clone());
             }
         }

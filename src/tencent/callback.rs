@@ -14,7 +14,12 @@ pub enum CallbackParseError {
     NotAnObject,
     #[error("the body has no event type: expected a string `EventType` (v3) or `eventType` (v2)")]
     MissingEventType,
+    #[error("the event type is longer than {MAX_EVENT_TYPE_LEN} bytes; VOD's are short names such as NewFileUpload")]
+    EventTypeTooLong,
 }
+
+/// VOD's event types are short names; a longer one is not a VOD event.
+pub const MAX_EVENT_TYPE_LEN: usize = 256;
 
 /// Keys that vary between sends of one event and so must not take part in its dedupe hash:
 /// the callback signature and its expiry, and the reliable-mode receipt handle.
@@ -72,7 +77,11 @@ fn detect_format(object: &Map<String, Value>) -> Result<(EventFormat, String), C
         Some(Value::String(t)) if !t.trim().is_empty() => Some((format, t.trim().to_owned())),
         _ => None,
     });
-    found.ok_or(CallbackParseError::MissingEventType)
+    let (format, event_type) = found.ok_or(CallbackParseError::MissingEventType)?;
+    if event_type.len() > MAX_EVENT_TYPE_LEN {
+        return Err(CallbackParseError::EventTypeTooLong);
+    }
+    Ok((format, event_type))
 }
 
 /// VOD sends no event id, so repeats are recognised by content (vod-spec.md §9): a NewFileUpload
@@ -421,6 +430,33 @@ mod tests {
     }
 
     #[test]
+    fn inexact_numeric_file_ids_are_not_file_ids() {
+        for id in ["123456789012345678901234", "5.0", "-1.5"] {
+            let body =
+                format!(r#"{{"EventType":"NewFileUpload","FileUploadEvent":{{"FileId":{id}}}}}"#);
+            assert!(
+                parse_callback(body.as_bytes())
+                    .expect(id)
+                    .is_upload_without_file_id(),
+                "{id}"
+            );
+        }
+    }
+
+    #[test]
+    fn whole_floats_are_integers_and_blank_text_is_absent() {
+        let body = br#"{"EventType":"NewFileUpload","FileUploadEvent":{"FileId":"9",
+            "MediaBasicInfo":{"ClassId":1.0,"Name":"   "},"MetaData":{"Size":7.7e6}}}"#;
+        let upload = parse_callback(body)
+            .expect("parses")
+            .upload
+            .expect("upload");
+        assert_eq!(upload.class_id, Some(1));
+        assert_eq!(upload.size_bytes, Some(7_700_000));
+        assert_eq!(upload.name, None);
+    }
+
+    #[test]
     fn wrongly_typed_fields_are_dropped_not_fatal() {
         let body = br#"{"EventType":"NewFileUpload","Unknown":{"x":1},"FileUploadEvent":{"FileId":"9",
             "MediaBasicInfo":{"ClassId":"12","Name":["not","text"],"CreateTime":"yesterday","SourceInfo":"odd"},
@@ -480,6 +516,28 @@ mod tests {
         assert_eq!(
             parse_callback(br#"{"EventType":"  "}"#).err(),
             Some(CallbackParseError::MissingEventType)
+        );
+    }
+
+    #[test]
+    fn over_long_event_types_and_file_ids_are_bounded() {
+        let long = "A".repeat(300);
+        let body = format!(r#"{{"EventType":"{long}"}}"#);
+        assert_eq!(
+            parse_callback(body.as_bytes()).err(),
+            Some(CallbackParseError::EventTypeTooLong)
+        );
+        let body =
+            format!(r#"{{"EventType":"NewFileUpload","FileUploadEvent":{{"FileId":"{long}"}}}}"#);
+        let event = parse_callback(body.as_bytes()).expect("parses");
+        assert!(event.is_upload_without_file_id());
+        assert!(event.dedupe_key.len() < 400);
+        let body = format!(
+            r#"{{"EventType":"FileDeleted","FileDeleteEvent":{{"FileIdSet":["{long}"]}}}}"#
+        );
+        assert_eq!(
+            parse_callback(body.as_bytes()).expect("parses").file_id,
+            None
         );
     }
 

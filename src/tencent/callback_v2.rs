@@ -47,14 +47,9 @@ struct MetaData {
 
 /// The one FileId a v2 event is about: `data.fileId`, or a single-entry `data.fileInfo` (FileDeleted).
 pub fn file_id(data: &Value) -> Option<FileId> {
-    let text = |v: &Value| match v {
-        Value::String(s) => FileId::parse(s),
-        Value::Number(n) => FileId::parse(&n.to_string()),
-        _ => None,
-    };
-    data.get("fileId").and_then(text).or_else(|| {
+    data.get("fileId").and_then(lenient::file_id).or_else(|| {
         match data.get("fileInfo")?.as_array()?.as_slice() {
-            [only] => only.get("fileId").and_then(text),
+            [only] => only.get("fileId").and_then(lenient::file_id),
             _ => None,
         }
     })

@@ -94,19 +94,11 @@ pub fn payload<'a>(body: &'a Map<String, Value>, event_type: &str) -> Option<&'a
 /// The one FileId the event is about, if its payload names one directly (`FileId`), or lists
 /// exactly one (`FileIdSet` of FileDeleted).
 pub fn file_id(payload: &Value) -> Option<FileId> {
-    let direct = payload.get("FileId").and_then(text_of);
+    let direct = payload.get("FileId").and_then(lenient::file_id);
     direct.or_else(|| match payload.get("FileIdSet")?.as_array()?.as_slice() {
-        [only] => text_of(only),
+        [only] => lenient::file_id(only),
         _ => None,
     })
-}
-
-fn text_of(value: &Value) -> Option<FileId> {
-    match value {
-        Value::String(s) => FileId::parse(s),
-        Value::Number(n) => FileId::parse(&n.to_string()),
-        _ => None,
-    }
 }
 
 /// The upload record a `FileUploadEvent` describes; `None` without a FileId.

@@ -1,23 +1,35 @@
 //! Field decoders that never fail: VOD omits fields, sends `null`, uses `""` for "not set", and
 //! its formats drift, so a field of an unexpected type becomes `None` instead of losing the event.
 
+use crate::domain::FileId;
 use chrono::{DateTime, Utc};
 use serde::{de::DeserializeOwned, Deserialize, Deserializer};
 use serde_json::Value;
 
-/// Text; numbers are kept as their decimal text (FileIds); `""`, `null` and other types are `None`.
+/// Text; whole numbers are kept as their decimal text (FileIds); blank text, `null`, fractional
+/// or out-of-range numbers (which JSON parsing has already rounded) and other types are `None`.
 pub fn text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    Ok(match Value::deserialize(d)? {
-        Value::String(s) if !s.is_empty() => Some(s),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    })
+    Ok(text_of(&Value::deserialize(d)?))
 }
 
-/// A whole number, from a JSON integer or a numeric string.
+fn text_of(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
+        Value::Number(n) if n.is_u64() || n.is_i64() => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// A FileId given as text or as an exact whole number.
+pub fn file_id(value: &Value) -> Option<FileId> {
+    FileId::parse(&text_of(value)?)
+}
+
+/// A whole number, from a JSON integer, a float with no fraction (`7.7e6`), or a numeric string.
 pub fn int<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    let whole = |f: f64| (f.fract() == 0.0 && f.abs() < 9.0e18).then_some(f as i64);
     Ok(match Value::deserialize(d)? {
-        Value::Number(n) => n.as_i64(),
+        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().and_then(whole)),
         Value::String(s) => s.trim().parse().ok(),
         _ => None,
     })

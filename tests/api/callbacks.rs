@@ -414,3 +414,93 @@ async fn without_a_callback_token_the_tokened_url_does_not_exist() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(error_code(&answer), "not_found");
 }
+
+#[tokio::test]
+async fn over_long_values_never_cost_an_event() {
+    let app = spawn_app().await;
+    let long = "x".repeat(3000);
+    let (status, answer) = app.callback(format!(r#"{{"EventType":"{long}"}}"#)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(&answer), "invalid_event_type");
+
+    let (status, answer) = app
+        .callback(format!(
+            r#"{{"EventType":"NewFileUpload","FileUploadEvent":{{"FileId":"{long}"}}}}"#
+        ))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "stored, but no FileId to make a record: {answer}"
+    );
+    assert_eq!(error_code(&answer), "missing_file_id");
+
+    let mut upload: Value = serde_json::from_slice(&new_file_upload("1234", None)).expect("json");
+    upload["FileUploadEvent"]["MediaBasicInfo"]["SourceInfo"]["SourceContext"] =
+        Value::from(long.clone());
+    upload["FileUploadEvent"]["MediaBasicInfo"]["StorageRegion"] = Value::from(long.clone());
+    upload["FileUploadEvent"]["ProcedureTaskId"] = Value::from(long.clone());
+    let (status, answer) = app.callback(upload.to_string()).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let found = app
+        .list_all(
+            &format!("/v1/uploads?source_context={long}&storage_region={long}"),
+            10,
+        )
+        .await;
+    assert_eq!(
+        found.len(),
+        1,
+        "long values are stored whole and found by exact match"
+    );
+    let prefix_only = format!("{}y", &long[..2999]);
+    assert!(app
+        .list_all(&format!("/v1/uploads?source_context={prefix_only}"), 10)
+        .await
+        .is_empty());
+
+    let (status, _) = app
+        .callback(format!(
+            r#"{{"EventType":"FileDeleted","FileDeleteEvent":{{"FileIdSet":["{long}"]}}}}"#
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(stored_event_count(&app, "").await, 3);
+}
+
+#[tokio::test]
+async fn a_v2_source_type_refines_v3_whichever_arrives_first() {
+    let app = spawn_app().await;
+    let v3 = new_file_upload("8001", None);
+    let v2 = vodhook::simulate::body(
+        vodhook::simulate::SimulatedEvent::NewFileUploadV2,
+        Some("8001"),
+        None,
+    );
+    app.callback(v3).await;
+    let (_, upload) = app.get("/v1/uploads/8001").await;
+    assert_eq!(upload["source_type"], "Upload");
+    let (_, answer) = app.callback(v2).await;
+    assert_eq!(answer["duplicate"], true);
+    let (_, upload) = app.get("/v1/uploads/8001").await;
+    assert_eq!(upload["source_type"], "ClientUpload");
+    assert_eq!(upload["storage_region"], "ap-singapore", "v3's fields stay");
+}
+
+#[tokio::test]
+async fn with_a_callback_token_every_other_callback_path_is_401() {
+    let token = "cb-token-abcdefghijklmnop";
+    let app = spawn_app_with(|s| s.callback_token = Some(token.to_owned().into())).await;
+    for path in [
+        "/v1/callbacks/vod/".to_owned(),
+        format!("/v1/callbacks/vod/{token}/x"),
+        format!("/v1/callbacks/vod/x/{token}"),
+    ] {
+        let response = app.post_raw(&path, new_file_upload("1", None)).await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{path}");
+        assert!(
+            response.headers().contains_key("www-authenticate"),
+            "{path}"
+        );
+    }
+}

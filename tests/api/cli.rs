@@ -262,3 +262,20 @@ async fn migrate_creates_a_missing_database_and_is_repeatable() {
     .expect("count");
     assert_eq!(tables, 3);
 }
+
+#[tokio::test]
+async fn a_broken_config_file_is_reported_without_echoing_its_content() {
+    let path = std::env::temp_dir().join(format!("vodhook-{}.toml", uuid::Uuid::new_v4()));
+    std::fs::write(&path, "callback_token = \"TopSecretCallbackToken123\n").expect("write");
+    let (ok, _, stderr) = run(&mut vodhook_command(&[
+        "--config",
+        path.to_str().expect("utf-8"),
+        "migrate",
+    ]))
+    .await;
+    let _ = std::fs::remove_file(&path);
+    assert!(!ok);
+    assert!(stderr.contains("--config"), "{stderr}");
+    assert!(stderr.contains("line 1"), "says where: {stderr}");
+    assert!(!stderr.contains("TopSecret"), "{stderr}");
+}

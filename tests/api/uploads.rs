@@ -180,3 +180,36 @@ async fn limit_above_the_maximum_is_clamped_to_500() {
     assert_eq!(page["data"].as_array().map(Vec::len), Some(2));
     assert!(page["next_cursor"].is_string());
 }
+
+#[tokio::test]
+async fn hostile_cursors_huge_limits_and_unencoded_offsets_are_handled() {
+    let app = spawn_app().await;
+    app.callback(new_file_upload("1", None)).await;
+    // base64url of "-8000000000000000000.x": a time before anything a database can hold.
+    let (status, body) = app
+        .get("/v1/uploads?cursor=LTgwMDAwMDAwMDAwMDAwMDAwMDAueA")
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(&body), "invalid_cursor");
+
+    let (status, page) = app.get("/v1/uploads?limit=99999999999999999999999").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page["data"].as_array().map(Vec::len), Some(1));
+
+    // `+` unencoded in a query string arrives as a space.
+    let (status, page) = app
+        .get("/v1/uploads?received_after=2020-01-01T00:00:00+08:00")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page["data"].as_array().map(Vec::len), Some(1));
+    let (status, page) = app
+        .get("/v1/uploads?received_before=2020-01-01T08:00:00%2B08:00")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page["data"].as_array().map(Vec::len), Some(0));
+
+    let (status, body) = app.get("/v1/uploads/a%2Fb").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let message = body["error"]["message"].as_str().expect("message");
+    assert!(!message.contains("Path("), "{message}");
+}
