@@ -1,5 +1,6 @@
 //! Settings: an optional TOML file overlaid by environment variables, validated once at start-up.
 
+use crate::fanout::{PrivateTargets, RetryPolicy, SecretCipher};
 use figment::{
     providers::{Format, Serialized, Toml},
     Figment,
@@ -8,6 +9,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
+use std::time::Duration;
 
 /// Validated settings. Secrets are `SecretString`, so `Debug` prints them redacted.
 #[derive(Debug, Clone)]
@@ -19,6 +21,15 @@ pub struct Settings {
     pub max_body_bytes: usize,
     pub db_pool_size: u32,
     pub log_format: LogFormat,
+    /// Encrypts subscription secrets at rest when set.
+    pub secret_cipher: Option<SecretCipher>,
+    pub private_targets: PrivateTargets,
+    pub delivery_timeout: Duration,
+    pub retry_policy: RetryPolicy,
+    pub worker_concurrency: usize,
+    /// Whether this process runs the delivery worker (API-only processes can turn it off).
+    pub worker_enabled: bool,
+    pub shutdown_grace: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +67,13 @@ struct RawSettings {
     max_body_bytes: Option<Text>,
     db_pool_size: Option<Text>,
     log_format: Option<Text>,
+    secret_key: Option<Text>,
+    allow_private_targets: Option<Text>,
+    delivery_timeout_secs: Option<Text>,
+    retry_schedule: Option<Text>,
+    worker_concurrency: Option<Text>,
+    worker: Option<Text>,
+    shutdown_grace_secs: Option<Text>,
 }
 
 /// A scalar read as text, whether the TOML file or figment's env parser made it a number.
@@ -97,7 +115,7 @@ impl TextList {
 }
 
 /// The environment variables vodhook reads, and the TOML keys they override.
-const ENV_NAMES: [(&str, &str); 7] = [
+const ENV_NAMES: [(&str, &str); 14] = [
     ("database_url", "DATABASE_URL"),
     ("listen", "VODHOOK_LISTEN"),
     ("api_tokens", "VODHOOK_API_TOKENS"),
@@ -105,6 +123,13 @@ const ENV_NAMES: [(&str, &str); 7] = [
     ("max_body_bytes", "VODHOOK_MAX_BODY_BYTES"),
     ("db_pool_size", "VODHOOK_DB_POOL_SIZE"),
     ("log_format", "VODHOOK_LOG_FORMAT"),
+    ("secret_key", "VODHOOK_SECRET_KEY"),
+    ("allow_private_targets", "VODHOOK_ALLOW_PRIVATE_TARGETS"),
+    ("delivery_timeout_secs", "VODHOOK_DELIVERY_TIMEOUT_SECS"),
+    ("retry_schedule", "VODHOOK_RETRY_SCHEDULE"),
+    ("worker_concurrency", "VODHOOK_WORKER_CONCURRENCY"),
+    ("worker", "VODHOOK_WORKER"),
+    ("shutdown_grace_secs", "VODHOOK_SHUTDOWN_GRACE_SECS"),
 ];
 
 fn setting_name(key: &str) -> String {
@@ -118,6 +143,9 @@ impl Settings {
     pub const DEFAULT_LISTEN: &'static str = "127.0.0.1:8080";
     pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
     pub const DEFAULT_DB_POOL_SIZE: u32 = 16;
+    pub const DEFAULT_DELIVERY_TIMEOUT_SECS: u64 = 15;
+    pub const DEFAULT_WORKER_CONCURRENCY: u64 = 32;
+    pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 30;
 
     /// Reads the optional TOML file, then the environment over it.
     pub fn load(config_file: Option<&Path>) -> Result<Settings, ConfigError> {
@@ -249,7 +277,59 @@ impl Settings {
             }
         };
 
+        let secret_cipher = match text(raw.secret_key) {
+            None => None,
+            Some(key) => Some(
+                SecretCipher::from_base64(&key)
+                    .map_err(|problem| ConfigError::new(&setting_name("secret_key"), problem))?,
+            ),
+        };
+        let private_targets = PrivateTargets::parse(
+            &text(raw.allow_private_targets).unwrap_or_default(),
+        )
+        .map_err(|problem| ConfigError::new(&setting_name("allow_private_targets"), problem))?;
+        let delivery_timeout = Duration::from_secs(number_in(
+            "delivery_timeout_secs",
+            text(raw.delivery_timeout_secs),
+            Self::DEFAULT_DELIVERY_TIMEOUT_SECS,
+            1..=300,
+        )?);
+        let retry_policy = match text(raw.retry_schedule) {
+            None => RetryPolicy::default(),
+            Some(schedule) => RetryPolicy::parse(&schedule)
+                .map_err(|problem| ConfigError::new(&setting_name("retry_schedule"), problem))?,
+        };
+        let worker_concurrency = number_in(
+            "worker_concurrency",
+            text(raw.worker_concurrency),
+            Self::DEFAULT_WORKER_CONCURRENCY,
+            1..=1024,
+        )?;
+        let worker_enabled = match text(raw.worker).as_deref().map(str::trim) {
+            None | Some("true") => true,
+            Some("false") => false,
+            Some(other) => {
+                return Err(ConfigError::new(
+                    &setting_name("worker"),
+                    format!("must be true or false, got {other:?}"),
+                ))
+            }
+        };
+        let shutdown_grace = Duration::from_secs(number_in(
+            "shutdown_grace_secs",
+            text(raw.shutdown_grace_secs),
+            Self::DEFAULT_SHUTDOWN_GRACE_SECS,
+            0..=3600,
+        )?);
+
         Ok(Settings {
+            secret_cipher,
+            private_targets,
+            delivery_timeout,
+            retry_policy,
+            worker_concurrency: usize::try_from(worker_concurrency).unwrap_or(1),
+            worker_enabled,
+            shutdown_grace,
             database_url: database_url.map(SecretString::from),
             listen,
             api_tokens,
@@ -285,6 +365,41 @@ impl Settings {
     }
 }
 
+/// A whole number within `range`, or the default when unset.
+fn number_in(
+    key: &str,
+    value: Option<String>,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<u64, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(v) => v
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|n| range.contains(n))
+            .ok_or_else(|| {
+                ConfigError::new(
+                    &setting_name(key),
+                    format!(
+                        "must be a whole number from {} to {}, got {v:?}",
+                        range.start(),
+                        range.end()
+                    ),
+                )
+            }),
+    }
+}
+
+impl Default for Settings {
+    /// Every default, and no database URL.
+    fn default() -> Settings {
+        Settings::validate(RawSettings::default())
+            .unwrap_or_else(|e| unreachable!("defaults are valid: {e}"))
+    }
+}
+
 fn resolve_listen_address(listen: &str) -> Result<SocketAddr, String> {
     listen
         .trim()
@@ -312,6 +427,12 @@ mod tests {
                 "max_body_bytes" => raw.max_body_bytes = text,
                 "db_pool_size" => raw.db_pool_size = text,
                 "log_format" => raw.log_format = text,
+                "secret_key" => raw.secret_key = text,
+                "allow_private_targets" => raw.allow_private_targets = text,
+                "delivery_timeout_secs" => raw.delivery_timeout_secs = text,
+                "retry_schedule" => raw.retry_schedule = text,
+                "worker_concurrency" => raw.worker_concurrency = text,
+                "worker" => raw.worker = text,
                 other => panic!("unknown key {other}"),
             }
         }
@@ -345,6 +466,15 @@ mod tests {
             .contains("VODHOOK_CALLBACK_TOKEN"));
         assert!(error_of(&[("db_pool_size", "0")]).contains("VODHOOK_DB_POOL_SIZE"));
         assert!(error_of(&[("log_format", "xml")]).contains("VODHOOK_LOG_FORMAT"));
+        assert!(error_of(&[("secret_key", "not-32-bytes")]).contains("VODHOOK_SECRET_KEY"));
+        assert!(error_of(&[("allow_private_targets", "intranet")])
+            .contains("VODHOOK_ALLOW_PRIVATE_TARGETS"));
+        assert!(
+            error_of(&[("delivery_timeout_secs", "0")]).contains("VODHOOK_DELIVERY_TIMEOUT_SECS")
+        );
+        assert!(error_of(&[("retry_schedule", "soon")]).contains("VODHOOK_RETRY_SCHEDULE"));
+        assert!(error_of(&[("worker_concurrency", "0")]).contains("VODHOOK_WORKER_CONCURRENCY"));
+        assert!(error_of(&[("worker", "maybe")]).contains("VODHOOK_WORKER"));
     }
 
     #[test]

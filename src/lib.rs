@@ -4,6 +4,8 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod fanout;
+pub mod metrics;
 pub mod routes;
 pub mod simulate;
 pub mod startup;

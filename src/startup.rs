@@ -1,6 +1,11 @@
-//! `Application`: the HTTP server wired to its store, built the same way by `serve` and the tests.
+//! `Application`: the HTTP server and the delivery worker wired to one store, built the same way
+//! by `vodhook serve`, by apps that register their own handlers, and by the tests.
 
 use crate::config::Settings;
+use crate::fanout::{
+    Clock, DeliveryWorker, EventHandler, Handlers, HttpTarget, SystemClock, WorkerSettings,
+};
+use crate::metrics::Metrics;
 use crate::routes::{self, AppState};
 use crate::storage::Store;
 use crate::telemetry;
@@ -8,32 +13,92 @@ use actix_web::{dev::Server, middleware, web, App, HttpServer};
 use anyhow::Context;
 use std::net::TcpListener;
 use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
-pub struct Application {
-    port: u16,
-    server: Server,
+/// Builds an `Application`; register in-process handlers here.
+pub struct ApplicationBuilder {
+    settings: Settings,
+    handlers: Handlers,
+    clock: Arc<dyn Clock>,
+    store: Option<Store>,
+    listener: Option<TcpListener>,
 }
 
-impl Application {
-    /// Connects to the database, applies pending migrations, and binds the listen address.
-    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
-        let store = connect_and_migrate(&settings).await?;
-        let address = settings.listen_address()?;
-        let listener = TcpListener::bind(address)
-            .with_context(|| format!("cannot listen on {address} (VODHOOK_LISTEN)"))?;
-        Application::with_store(settings, store, listener)
+impl ApplicationBuilder {
+    /// Registers a handler under a stable name for the given event types (empty: all).
+    pub fn handler(
+        mut self,
+        name: &str,
+        event_types: &[&str],
+        handler: impl EventHandler,
+    ) -> anyhow::Result<Self> {
+        self.handlers
+            .register(name, event_types, handler)
+            .map_err(anyhow::Error::msg)?;
+        Ok(self)
     }
 
-    /// Serves on an already bound listener with an already migrated store (tests use port 0).
-    pub fn with_store(
-        settings: Settings,
-        store: Store,
-        listener: TcpListener,
-    ) -> anyhow::Result<Application> {
+    /// The worker's clock (tests step it by hand).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// An already migrated store, instead of connecting with `DATABASE_URL`.
+    pub fn store(mut self, store: Store) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// An already bound listener, instead of binding `VODHOOK_LISTEN`.
+    pub fn listener(mut self, listener: TcpListener) -> Self {
+        self.listener = Some(listener);
+        self
+    }
+
+    pub async fn build(self) -> anyhow::Result<Application> {
+        let settings = self.settings;
+        let store = match self.store {
+            Some(store) => store,
+            None => connect_and_migrate(&settings).await?,
+        };
+        let listener = match self.listener {
+            Some(listener) => listener,
+            None => {
+                let address = settings.listen_address()?;
+                TcpListener::bind(address)
+                    .with_context(|| format!("cannot listen on {address} (VODHOOK_LISTEN)"))?
+            }
+        };
         let port = listener.local_addr()?.port();
+        let metrics = Metrics::new();
+        let wake_worker = Arc::new(Notify::new());
+        let worker_settings = WorkerSettings {
+            policy: settings.retry_policy.clone(),
+            attempt_timeout: settings.delivery_timeout,
+            concurrency: settings.worker_concurrency,
+            poll_interval: Duration::from_secs(1),
+            shutdown_grace: settings.shutdown_grace,
+        };
+        let worker = DeliveryWorker::new(
+            store.clone(),
+            self.clock.clone(),
+            worker_settings,
+            HttpTarget::new(settings.delivery_timeout, settings.private_targets.clone())?,
+            self.handlers.clone(),
+            settings.secret_cipher.clone(),
+            metrics.clone(),
+        );
+        let worker_enabled = settings.worker_enabled;
         let state = web::Data::new(AppState {
             store,
             settings: Arc::new(settings),
+            handlers: self.handlers,
+            metrics,
+            clock: self.clock,
+            wake_worker: wake_worker.clone(),
         });
         let server = HttpServer::new(move || {
             App::new()
@@ -41,19 +106,104 @@ impl Application {
                 .app_data(state.clone())
                 .configure(routes::configure)
         })
+        // Signals are handled in `run_until_stopped`, to stop the worker too.
+        .disable_signals()
         .listen(listener)?
         .run();
-        tracing::info!(port, "vodhook listening");
-        Ok(Application { port, server })
+        tracing::info!(port, worker = worker_enabled, "vodhook listening");
+        Ok(Application {
+            port,
+            server,
+            worker,
+            worker_enabled,
+            wake_worker,
+        })
+    }
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    worker: DeliveryWorker,
+    worker_enabled: bool,
+    wake_worker: Arc<Notify>,
+}
+
+impl Application {
+    pub fn builder(settings: Settings) -> ApplicationBuilder {
+        ApplicationBuilder {
+            settings,
+            handlers: Handlers::default(),
+            clock: Arc::new(SystemClock),
+            store: None,
+            listener: None,
+        }
+    }
+
+    /// Connects to the database, applies pending migrations, and binds the listen address.
+    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        Application::builder(settings).build().await
     }
 
     pub fn port(&self) -> u16 {
         self.port
     }
 
-    /// Runs until SIGTERM or SIGINT, then finishes in-flight requests (actix's graceful stop).
+    /// The delivery worker, e.g. to drive it step by step with `run_once`.
+    pub fn worker(&self) -> DeliveryWorker {
+        self.worker.clone()
+    }
+
+    /// Serves (and delivers, unless `VODHOOK_WORKER=false`) until SIGTERM or SIGINT; then stops
+    /// claiming deliveries, lets in-flight requests and deliveries finish within the grace period,
+    /// and returns.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let shutdown = CancellationToken::new();
+        let worker = self.worker_enabled.then(|| {
+            tokio::spawn(
+                self.worker
+                    .clone()
+                    .run(shutdown.clone(), self.wake_worker.clone()),
+            )
+        });
+        let handle = self.server.handle();
+        let mut server = tokio::spawn(self.server);
+        let result = tokio::select! {
+            finished = &mut server => finished.unwrap_or_else(|e| Err(std::io::Error::other(e))),
+            () = shutdown_signal() => {
+                tracing::info!("shutting down: no new deliveries are claimed; finishing what is in flight");
+                shutdown.cancel();
+                handle.stop(true).await;
+                server.await.unwrap_or_else(|e| Err(std::io::Error::other(e)))
+            }
+        };
+        shutdown.cancel();
+        if let Some(worker) = worker {
+            let _ = worker.await;
+        }
+        result
+    }
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = interrupt => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
     }
 }
 

@@ -4,10 +4,14 @@ mod api_token;
 mod event;
 mod file_id;
 mod page;
+mod signing_secret;
+mod subscription;
 mod upload;
 
 pub use api_token::{hash_token, ApiToken};
 pub use event::{EventFormat, StoredEvent, VodEvent};
 pub use file_id::FileId;
 pub use page::{Page, PageCursor, PageLimit};
+pub use signing_secret::SigningSecret;
+pub use subscription::{validate_description, validate_event_types, validate_url, Subscription};
 pub use upload::{Upload, UploadFields};

@@ -59,12 +59,33 @@ pub async fn receive_vod_callback_with_token(
     receive(req, body, state).await
 }
 
+/// Receives one callback and counts it in the metrics, by event type and outcome.
 async fn receive(
     req: HttpRequest,
     body: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let raw = read_body(&req, body, state.settings.max_body_bytes).await?;
+    let started = std::time::Instant::now();
+    let mut event_type = None;
+    let result = store_callback(&req, body, &state, &mut event_type).await;
+    let outcome = match &result {
+        Ok((_, duplicate)) if *duplicate => "duplicate",
+        Ok(_) => "stored",
+        Err(error) => error.code(),
+    };
+    state
+        .metrics
+        .record_callback(event_type.as_deref(), outcome, started.elapsed());
+    result.map(|(response, _)| response)
+}
+
+async fn store_callback(
+    req: &HttpRequest,
+    body: web::Payload,
+    state: &AppState,
+    event_type: &mut Option<String>,
+) -> Result<(HttpResponse, bool), ApiError> {
+    let raw = read_body(req, body, state.settings.max_body_bytes).await?;
     let event = parse_callback(&raw).map_err(|e| {
         let code = match e {
             CallbackParseError::NotJson(_) => "invalid_json",
@@ -74,14 +95,21 @@ async fn receive(
         };
         ApiError::bad_request(code, e.to_string())
     })?;
+    *event_type = Some(event.event_type.clone());
     let incoming = IncomingEvent {
         event: &event,
         id: Uuid::now_v7(),
         raw_body: &raw,
-        headers: kept_headers(&req),
+        headers: kept_headers(req),
         client_addr: req.peer_addr().map(|a| a.ip().to_string()),
+        handlers: state.handlers.matching(&event.event_type),
+        max_attempts: i32::try_from(state.settings.retry_policy.max_attempts()).unwrap_or(i32::MAX),
     };
     let outcome = state.store.ingest(&incoming).await?;
+    if !outcome.duplicate {
+        // This process's worker need not wait for the NOTIFY round trip.
+        state.wake_worker.notify_one();
+    }
     tracing::info!(
         event_id = %outcome.event_id,
         event_type = %event.event_type,
@@ -100,8 +128,9 @@ async fn receive(
             ),
         ));
     }
-    Ok(HttpResponse::Ok()
-        .json(json!({"event_id": outcome.event_id, "duplicate": outcome.duplicate})))
+    let response = HttpResponse::Ok()
+        .json(json!({"event_id": outcome.event_id, "duplicate": outcome.duplicate}));
+    Ok((response, outcome.duplicate))
 }
 
 /// Reads the body up to `limit` bytes, refusing early when Content-Length already says it is too big.

@@ -61,18 +61,7 @@ pub async fn list_events(
 ) -> Result<HttpResponse, ApiError> {
     let params = params.into_inner();
     let limit = list_params::limit(params.limit.as_deref())?;
-    let after = match list_params::cursor(params.cursor.as_deref())? {
-        None => None,
-        Some(cursor) => Some((
-            cursor.at,
-            Uuid::parse_str(&cursor.key).map_err(|_| {
-                ApiError::bad_request(
-                    "invalid_cursor",
-                    "cursor is not one this API returned as next_cursor",
-                )
-            })?,
-        )),
-    };
+    let after = list_params::uuid_cursor(params.cursor.as_deref())?;
     let filter = EventFilter {
         event_type: list_params::text(params.event_type),
         file_id: list_params::text(params.file_id),

@@ -71,3 +71,31 @@ fn restore_plus(text: &str) -> String {
 pub fn text(raw: Option<String>) -> Option<String> {
     raw.filter(|s| !s.is_empty())
 }
+
+/// A cursor whose key is a UUID (events, subscriptions, deliveries).
+pub fn uuid_cursor(raw: Option<&str>) -> Result<Option<(DateTime<Utc>, uuid::Uuid)>, ApiError> {
+    match cursor(raw)? {
+        None => Ok(None),
+        Some(c) => uuid::Uuid::parse_str(&c.key)
+            .map(|id| Some((c.at, id)))
+            .map_err(|_| {
+                ApiError::bad_request(
+                    "invalid_cursor",
+                    "cursor is not one this API returned as next_cursor",
+                )
+            }),
+    }
+}
+
+/// A UUID filter value.
+pub fn uuid(name: &str, raw: Option<String>) -> Result<Option<uuid::Uuid>, ApiError> {
+    match text(raw) {
+        None => Ok(None),
+        Some(v) => uuid::Uuid::parse_str(&v).map(Some).map_err(|_| {
+            ApiError::bad_request(
+                "invalid_parameter",
+                format!("{name} must be a UUID, got {v:?}"),
+            )
+        }),
+    }
+}

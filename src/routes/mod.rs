@@ -2,13 +2,18 @@
 
 mod auth;
 mod callbacks;
+mod deliveries;
 mod events;
 mod health;
 mod list_params;
+mod metrics;
+mod subscriptions;
 mod uploads;
 
 use crate::config::Settings;
 use crate::error::ApiError;
+use crate::fanout::{Clock, Handlers};
+use crate::metrics::Metrics;
 use crate::storage::Store;
 use actix_web::{web, HttpResponse};
 use std::sync::Arc;
@@ -16,10 +21,16 @@ use std::sync::Arc;
 pub use auth::Authenticated;
 
 /// What every handler can reach.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AppState {
     pub store: Store,
     pub settings: Arc<Settings>,
+    pub handlers: Handlers,
+    pub metrics: Metrics,
+    /// The clock the delivery worker uses, so "now" means the same to the API and the worker.
+    pub clock: Arc<dyn Clock>,
+    /// Wakes this process's delivery worker after an enqueue.
+    pub wake_worker: Arc<tokio::sync::Notify>,
 }
 
 /// Registers every route, and JSON error bodies for the failures actix answers by itself.
@@ -34,8 +45,21 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .app_data(web::PathConfig::default().error_handler(|err, _| {
         ApiError::bad_request("invalid_path", format!("the path is not valid: {err}")).into()
     }))
+    .app_data(
+        web::JsonConfig::default()
+            .limit(64 * 1024)
+            .content_type_required(false)
+            .error_handler(|err, _| {
+                ApiError::bad_request(
+                    "invalid_json_body",
+                    format!("the JSON body is not valid: {err}"),
+                )
+                .into()
+            }),
+    )
     .service(readable("/healthz", health::healthz))
     .service(readable("/readyz", health::readyz))
+    .service(readable("/metrics", metrics::render))
     .service(postable("/v1/callbacks/vod").route(web::post().to(callbacks::receive_vod_callback)))
     // Any path below: the token, or (when one is configured) a 401 for anything else.
     .service(
@@ -47,6 +71,33 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(readable("/v1/events", events::list_events))
     .service(readable("/v1/events/{event_id}", events::get_event))
     .service(readable("/v1/events/{event_id}/raw", events::get_event_raw))
+    .service(
+        readable("/v1/subscriptions", subscriptions::list_subscriptions)
+            .route(web::post().to(subscriptions::create_subscription))
+            .default_service(web::to(|| method_not_allowed("GET, HEAD, POST"))),
+    )
+    .service(
+        readable("/v1/subscriptions/{id}", subscriptions::get_subscription)
+            .route(web::patch().to(subscriptions::update_subscription))
+            .route(web::delete().to(subscriptions::delete_subscription))
+            .default_service(web::to(|| method_not_allowed("GET, HEAD, PATCH, DELETE"))),
+    )
+    .service(
+        postable("/v1/subscriptions/{id}/rotate-secret")
+            .route(web::post().to(subscriptions::rotate_secret)),
+    )
+    .service(
+        postable("/v1/subscriptions/{id}/replay")
+            .route(web::post().to(deliveries::replay_subscription)),
+    )
+    .service(
+        postable("/v1/handlers/{name}/replay").route(web::post().to(deliveries::replay_handler)),
+    )
+    .service(readable("/v1/deliveries", deliveries::list_deliveries))
+    .service(readable("/v1/deliveries/{id}", deliveries::get_delivery))
+    .service(
+        postable("/v1/deliveries/{id}/retry").route(web::post().to(deliveries::retry_delivery)),
+    )
     .default_service(web::to(not_found));
 }
 
@@ -65,6 +116,12 @@ where
 
 fn postable(path: &str) -> actix_web::Resource {
     web::resource(path).default_service(web::to(|| method_not_allowed("POST")))
+}
+
+/// Parses a resource id from the path; anything that is not a UUID names nothing (404).
+fn parse_id(raw: &str, code: &'static str, what: &str) -> Result<uuid::Uuid, ApiError> {
+    uuid::Uuid::parse_str(raw)
+        .map_err(|_| ApiError::not_found(code, format!("no {what} with id {raw:?}")))
 }
 
 async fn not_found() -> Result<HttpResponse, ApiError> {

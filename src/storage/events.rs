@@ -1,6 +1,6 @@
 //! Events: the ingest transaction (event + upload record, deduplicated) and event queries.
 
-use super::{uploads, StorageResult, Store};
+use super::{deliveries, uploads, StorageResult, Store};
 use crate::domain::{EventFormat, Page, PageCursor, PageLimit, StoredEvent, VodEvent};
 use chrono::{DateTime, Utc};
 use sqlx::{Postgres, QueryBuilder};
@@ -15,6 +15,10 @@ pub struct IncomingEvent<'a> {
     pub raw_body: &'a [u8],
     pub headers: serde_json::Value,
     pub client_addr: Option<String>,
+    /// In-process handlers whose filter matches this event (subscriptions are matched in SQL).
+    pub handlers: Vec<String>,
+    /// Tries each new delivery gets (the retry schedule's length).
+    pub max_attempts: i32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,7 +67,7 @@ const EVENT_COLUMNS: &str =
     "id, event_type, format, received_at, file_id, body, headers, client_addr";
 
 impl Store {
-    /// Stores an event and its upload record in one transaction, unless it repeats one already
+    /// Stores an event, its upload record and its outbox rows in one transaction, unless it repeats one already
     /// stored; returns only after commit. A repeat may still complete the upload record.
     #[tracing::instrument(skip_all, fields(event_type = %incoming.event.event_type, dedupe_key = %incoming.event.dedupe_key))]
     pub async fn ingest(&self, incoming: &IncomingEvent<'_>) -> StorageResult<IngestOutcome> {
@@ -114,6 +118,19 @@ impl Store {
         };
         if let Some(upload) = &event.upload {
             uploads::upsert(&mut tx, upload, outcome.event_id, now).await?;
+        }
+        if !outcome.duplicate {
+            // The outbox rows commit with the event: a stored event always gets its deliveries,
+            // and a repeat gets none.
+            deliveries::enqueue(
+                &mut tx,
+                outcome.event_id,
+                &event.event_type,
+                &incoming.handlers,
+                incoming.max_attempts,
+                now,
+            )
+            .await?;
         }
         tx.commit().await?;
         Ok(outcome)

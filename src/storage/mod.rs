@@ -1,10 +1,17 @@
 //! The storage contract: the only place with SQL. `Store` wraps the Postgres pool.
 
+mod deliveries;
 mod events;
+mod subscriptions;
 mod tokens;
 mod uploads;
 
+pub use deliveries::{
+    Attempt, AttemptRecord, ClaimedDelivery, Delivery, DeliveryFilter, ReplayRange, ReplayTarget,
+    RetryRequest, Settlement, WAKE_CHANNEL,
+};
 pub use events::{EventFilter, IncomingEvent, IngestOutcome};
+pub use subscriptions::SubscriptionChanges;
 pub use tokens::StoredToken;
 pub use uploads::UploadFilter;
 
@@ -75,6 +82,11 @@ impl Store {
     pub async fn ping(&self) -> StorageResult<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    /// The pool, for a LISTEN connection of the delivery worker.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
     }
 
     pub async fn close(&self) {

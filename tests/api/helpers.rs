@@ -6,7 +6,8 @@ use serde_json::Value;
 use sqlx::{Connection, PgConnection};
 use std::net::TcpListener;
 use vodhook::config::{LogFormat, Settings};
-use vodhook::startup::Application;
+use vodhook::fanout::{DeliveryWorker, PrivateTargets};
+use vodhook::startup::{Application, ApplicationBuilder};
 use vodhook::storage::Store;
 
 /// The Postgres server the tests create their databases on (any database on it will do).
@@ -80,6 +81,9 @@ pub struct TestApp {
     pub db: TestDb,
     pub store: Store,
     pub client: reqwest::Client,
+    /// The app's delivery worker (running unless the settings turned it off).
+    pub worker: DeliveryWorker,
+    pub settings: Settings,
 }
 
 pub fn test_settings(db: &TestDb) -> Settings {
@@ -87,10 +91,10 @@ pub fn test_settings(db: &TestDb) -> Settings {
         database_url: Some(SecretString::from(db.url.clone())),
         listen: "127.0.0.1:0".into(),
         api_tokens: vec![SecretString::from(API_TOKEN)],
-        callback_token: None,
-        max_body_bytes: Settings::DEFAULT_MAX_BODY_BYTES,
         db_pool_size: 5,
-        log_format: LogFormat::Text,
+        // Test subscribers listen on loopback.
+        private_targets: PrivateTargets::Allowed,
+        ..Settings::default()
     }
 }
 
@@ -99,6 +103,14 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_custom_app(customise, |builder| builder).await
+}
+
+/// The app with changed settings and a changed builder (handlers, clock).
+pub async fn spawn_custom_app(
+    customise: impl FnOnce(&mut Settings),
+    build: impl FnOnce(ApplicationBuilder) -> ApplicationBuilder,
+) -> TestApp {
     if std::env::var("TEST_LOG").is_ok() {
         vodhook::telemetry::init(LogFormat::Text);
     }
@@ -109,14 +121,20 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
         .await
         .expect("store");
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let app = Application::with_store(settings, store.clone(), listener).expect("build app");
+    let builder = Application::builder(settings.clone())
+        .store(store.clone())
+        .listener(listener);
+    let app = build(builder).build().await.expect("build app");
     let address = format!("http://127.0.0.1:{}", app.port());
+    let worker = app.worker();
     tokio::spawn(app.run_until_stopped());
     TestApp {
         address,
         db,
         store,
         client: reqwest::Client::new(),
+        worker,
+        settings,
     }
 }
 
@@ -147,6 +165,39 @@ impl TestApp {
             request = request.bearer_auth(token);
         }
         request.send().await.expect("request sent")
+    }
+
+    /// An authenticated request with a JSON body, as status and JSON (null when the body is empty).
+    pub async fn send_json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.address))
+            .bearer_auth(API_TOKEN);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request sent");
+        let status = response.status();
+        let text = response.text().await.expect("body");
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// Creates a subscription to `url` and returns (id, secret).
+    pub async fn subscribe(&self, url: &str, event_types: &[&str]) -> (String, String) {
+        let body = serde_json::json!({"url": url, "event_types": event_types});
+        let (status, body) = self
+            .send_json(reqwest::Method::POST, "/v1/subscriptions", Some(body))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        (
+            body["id"].as_str().expect("id").to_owned(),
+            body["secret"].as_str().expect("secret").to_owned(),
+        )
     }
 
     /// An authenticated GET, as status and JSON.
@@ -303,4 +354,33 @@ impl Drop for ServerProcess {
         let _ = self.child.wait();
         let _ = std::fs::remove_file(&self.log_path);
     }
+}
+
+/// A second delivery worker for the app's database, as another process would run it.
+pub fn worker_for(
+    app: &TestApp,
+    store: Store,
+    clock: std::sync::Arc<dyn vodhook::fanout::Clock>,
+) -> DeliveryWorker {
+    let settings = vodhook::fanout::WorkerSettings {
+        policy: app.settings.retry_policy.clone(),
+        attempt_timeout: app.settings.delivery_timeout,
+        concurrency: app.settings.worker_concurrency,
+        poll_interval: std::time::Duration::from_millis(200),
+        shutdown_grace: std::time::Duration::from_secs(5),
+    };
+    let http = vodhook::fanout::HttpTarget::new(
+        app.settings.delivery_timeout,
+        app.settings.private_targets.clone(),
+    )
+    .expect("client");
+    DeliveryWorker::new(
+        store,
+        clock,
+        settings,
+        http,
+        Default::default(),
+        None,
+        vodhook::metrics::Metrics::new(),
+    )
 }

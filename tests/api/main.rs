@@ -5,6 +5,8 @@ mod callbacks;
 mod cli;
 mod crash;
 mod events;
+mod fanout;
 mod health;
 mod helpers;
+mod receiver;
 mod uploads;

@@ -1,0 +1,384 @@
+//! The delivery worker: claim due outbox rows as leases, deliver outside any transaction, settle
+//! under the claim's fence, schedule retries. Any number of workers, in any number of processes,
+//! can share one database.
+
+use super::http_target::TryOutcome;
+use super::{
+    open_secret, Clock, EventHandler, Handlers, HttpTarget, Notification, RetryPolicy, SecretCipher,
+};
+use crate::domain::SigningSecret;
+use crate::metrics::Metrics;
+use crate::storage::{AttemptRecord, ClaimedDelivery, Settlement, Store, WAKE_CHANNEL};
+use chrono::{DateTime, Utc};
+use futures_util::FutureExt;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    pub policy: RetryPolicy,
+    /// Timeout of one HTTP try or handler call.
+    pub attempt_timeout: Duration,
+    /// Deliveries in flight at once.
+    pub concurrency: usize,
+    /// Poll this often even without a wake-up, as a backstop to LISTEN/NOTIFY.
+    pub poll_interval: Duration,
+    /// On shutdown, how long in-flight deliveries may take to finish.
+    pub shutdown_grace: Duration,
+}
+
+impl WorkerSettings {
+    /// Claims outlive the longest try by a margin, so a live worker never loses its claim mid-try.
+    pub fn lease(&self) -> Duration {
+        self.attempt_timeout * 2 + Duration::from_secs(5)
+    }
+}
+
+/// What one `run_once` did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunOutcome {
+    pub claimed: usize,
+    pub succeeded: usize,
+    pub retrying: usize,
+    pub dead: usize,
+    /// Settled by nobody: another worker took the delivery over after this one's lease ran out.
+    pub lost_claim: usize,
+}
+
+struct Inner {
+    store: Store,
+    clock: Arc<dyn Clock>,
+    settings: WorkerSettings,
+    http: HttpTarget,
+    handlers: Handlers,
+    cipher: Option<SecretCipher>,
+    metrics: Metrics,
+}
+
+#[derive(Clone)]
+pub struct DeliveryWorker {
+    inner: Arc<Inner>,
+}
+
+impl DeliveryWorker {
+    pub fn new(
+        store: Store,
+        clock: Arc<dyn Clock>,
+        settings: WorkerSettings,
+        http: HttpTarget,
+        handlers: Handlers,
+        cipher: Option<SecretCipher>,
+        metrics: Metrics,
+    ) -> DeliveryWorker {
+        DeliveryWorker {
+            inner: Arc::new(Inner {
+                store,
+                clock,
+                settings,
+                http,
+                handlers,
+                cipher,
+                metrics,
+            }),
+        }
+    }
+
+    /// Claims up to `concurrency` due deliveries, delivers them concurrently and settles them.
+    /// Tests drive the worker with this, step by step.
+    pub async fn run_once(&self) -> anyhow::Result<RunOutcome> {
+        let claimed = self.claim(self.inner.settings.concurrency).await?;
+        let mut outcome = RunOutcome {
+            claimed: claimed.len(),
+            ..RunOutcome::default()
+        };
+        let results =
+            futures_util::future::join_all(claimed.into_iter().map(|d| self.process(d))).await;
+        for result in results {
+            match result? {
+                Some(Settlement::Succeeded) => outcome.succeeded += 1,
+                Some(Settlement::RetryAt(_)) => outcome.retrying += 1,
+                Some(Settlement::Dead | Settlement::DeadAndDisable(_)) => outcome.dead += 1,
+                None => outcome.lost_claim += 1,
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Delivers until `shutdown`: keeps up to `concurrency` deliveries in flight, wakes on NOTIFY
+    /// (any process) or `local_wake` (this process), polls as a backstop. On shutdown it stops
+    /// claiming and gives in-flight deliveries the grace period; the rest come due again when
+    /// their lease ends.
+    pub async fn run(self, shutdown: CancellationToken, local_wake: Arc<Notify>) {
+        let remote_wake = Arc::new(Notify::new());
+        let listener = tokio::spawn(listen_for_wakeups(
+            self.inner.store.clone(),
+            remote_wake.clone(),
+            shutdown.clone(),
+        ));
+        let slots = Arc::new(Semaphore::new(self.inner.settings.concurrency));
+        let mut in_flight = JoinSet::new();
+        while !shutdown.is_cancelled() {
+            while in_flight.try_join_next().is_some() {}
+            let free = slots.available_permits();
+            if free == 0 {
+                tokio::select! {
+                    _ = in_flight.join_next() => {}
+                    () = shutdown.cancelled() => break,
+                }
+                continue;
+            }
+            let claimed = match self.claim(free).await {
+                Ok(claimed) => claimed,
+                Err(error) => {
+                    tracing::warn!(
+                        error = format!("{error:#}"),
+                        "cannot claim deliveries; retrying shortly"
+                    );
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        () = shutdown.cancelled() => break,
+                    }
+                    continue;
+                }
+            };
+            if claimed.is_empty() {
+                tokio::select! {
+                    () = local_wake.notified() => {}
+                    () = remote_wake.notified() => {}
+                    () = tokio::time::sleep(self.inner.settings.poll_interval) => {}
+                    () = shutdown.cancelled() => break,
+                }
+                continue;
+            }
+            for delivery in claimed {
+                let Ok(slot) = slots.clone().acquire_owned().await else {
+                    break;
+                };
+                let worker = self.clone();
+                in_flight.spawn(async move {
+                    if let Err(error) = worker.process(delivery).await {
+                        tracing::warn!(
+                            error = format!("{error:#}"),
+                            "cannot settle a delivery; it is retried after its lease"
+                        );
+                    }
+                    drop(slot);
+                });
+            }
+        }
+        let grace = self.inner.settings.shutdown_grace;
+        if tokio::time::timeout(grace, async {
+            while in_flight.join_next().await.is_some() {}
+        })
+        .await
+        .is_err()
+        {
+            tracing::warn!(
+                left = in_flight.len(),
+                "shutdown grace period over; unfinished deliveries are retried after their lease"
+            );
+            in_flight.abort_all();
+        }
+        listener.abort();
+    }
+
+    async fn claim(&self, limit: usize) -> anyhow::Result<Vec<ClaimedDelivery>> {
+        let now = self.inner.clock.now();
+        let lease_until = now + chrono::Duration::from_std(self.inner.settings.lease())?;
+        let limit = i64::try_from(limit)?;
+        Ok(self
+            .inner
+            .store
+            .claim_due_deliveries(now, lease_until, limit, &self.inner.handlers.names())
+            .await?)
+    }
+
+    /// One try of one delivery, settled; `None` when the claim was lost meanwhile.
+    async fn process(&self, delivery: ClaimedDelivery) -> anyhow::Result<Option<Settlement>> {
+        let inner = &self.inner;
+        let upload = match &delivery.file_id {
+            Some(file_id) => inner.store.get_upload(file_id).await?,
+            None => None,
+        };
+        let notification = Notification::new(
+            delivery.event_id,
+            delivery.event_type.clone(),
+            delivery.received_at,
+            &delivery.raw_body,
+            upload,
+        );
+        let started_at = inner.clock.now();
+        let started = Instant::now();
+        let outcome = match (&delivery.handler, &delivery.url) {
+            (Some(name), _) => self.call_handler(name, &notification).await,
+            (None, Some(url)) => match self.signing_keys(&delivery, started_at) {
+                Ok(keys) => {
+                    inner
+                        .http
+                        .post(
+                            url,
+                            &delivery.event_id.to_string(),
+                            notification.to_json_bytes(),
+                            &keys,
+                            started_at,
+                        )
+                        .await
+                }
+                Err(error) => failure(error),
+            },
+            (None, None) => failure("the delivery has no target".to_owned()),
+        };
+        let attempt = AttemptRecord {
+            started_at,
+            duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+            http_status: outcome.http_status.map(i32::from),
+            error: outcome.error.clone(),
+            response_body: outcome.response_body.clone(),
+        };
+        let now = inner.clock.now();
+        let settlement = self.settlement_for(&delivery, &outcome, now);
+        let target = delivery
+            .subscription_id
+            .map_or_else(|| "handler", |_| "http");
+        inner
+            .metrics
+            .record_attempt(target, outcome.succeeded, now - delivery.received_at);
+        let held = inner
+            .store
+            .settle_delivery(&delivery, &attempt, &settlement, now)
+            .await?;
+        if !held {
+            tracing::warn!(delivery_id = %delivery.id, "another worker took this delivery over after the lease ended");
+            return Ok(None);
+        }
+        match &settlement {
+            Settlement::Dead | Settlement::DeadAndDisable(_) => {
+                tracing::warn!(delivery_id = %delivery.id, event_id = %delivery.event_id, error = attempt.error, "delivery is dead after its last try")
+            }
+            Settlement::RetryAt(at) => {
+                tracing::info!(delivery_id = %delivery.id, attempt = delivery.attempts, retry_at = %at, error = attempt.error, "delivery failed; will retry")
+            }
+            Settlement::Succeeded => {}
+        }
+        Ok(Some(settlement))
+    }
+
+    fn settlement_for(
+        &self,
+        delivery: &ClaimedDelivery,
+        outcome: &TryOutcome,
+        now: DateTime<Utc>,
+    ) -> Settlement {
+        if outcome.succeeded {
+            return Settlement::Succeeded;
+        }
+        if outcome.gone() && delivery.subscription_id.is_some() {
+            return Settlement::DeadAndDisable("the target answered 410 Gone".to_owned());
+        }
+        let attempts = u32::try_from(delivery.attempts).unwrap_or(u32::MAX);
+        if delivery.attempts >= delivery.max_attempts {
+            return Settlement::Dead;
+        }
+        match self.inner.settings.policy.next_delay(
+            attempts,
+            outcome.hints,
+            &mut rand::thread_rng(),
+        ) {
+            Some(delay) => Settlement::RetryAt(
+                now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX),
+            ),
+            None => Settlement::Dead,
+        }
+    }
+
+    /// The current secret, plus the previous one while it is still within its rotation window.
+    fn signing_keys(
+        &self,
+        delivery: &ClaimedDelivery,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Vec<u8>>, String> {
+        let cipher = self.inner.cipher.as_ref();
+        let previous = delivery.previous_secret.as_ref().filter(|_| {
+            delivery
+                .previous_secret_expires_at
+                .is_some_and(|until| until > now)
+        });
+        delivery
+            .secret
+            .iter()
+            .chain(previous)
+            .map(|stored| {
+                let text = open_secret(cipher, stored).map_err(|e| e.to_string())?;
+                SigningSecret::parse(&text)
+                    .map(|s| s.key().to_vec())
+                    .ok_or_else(|| "the stored signing secret is malformed".to_owned())
+            })
+            .collect()
+    }
+
+    /// Calls a handler with the attempt timeout; an error or a panic is a failed try.
+    async fn call_handler(&self, name: &str, notification: &Notification) -> TryOutcome {
+        let Some(handler): Option<Arc<dyn EventHandler>> = self.inner.handlers.get(name) else {
+            return failure(format!(
+                "no handler named {name:?} is registered in this process"
+            ));
+        };
+        let call = AssertUnwindSafe(handler.handle(notification)).catch_unwind();
+        match tokio::time::timeout(self.inner.settings.attempt_timeout, call).await {
+            Ok(Ok(Ok(()))) => TryOutcome {
+                succeeded: true,
+                ..TryOutcome::default()
+            },
+            Ok(Ok(Err(error))) => failure(format!("handler failed: {error:#}")),
+            Ok(Err(panic)) => failure(format!("handler panicked: {}", panic_message(&panic))),
+            Err(_) => TryOutcome::failed("handler timed out".to_owned(), true),
+        }
+    }
+}
+
+fn failure(error: String) -> TryOutcome {
+    TryOutcome::failed(error, false)
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".to_owned())
+}
+
+/// Wakes this process's worker whenever any process enqueues deliveries.
+async fn listen_for_wakeups(store: Store, wake: Arc<Notify>, shutdown: CancellationToken) {
+    while !shutdown.is_cancelled() {
+        match sqlx::postgres::PgListener::connect_with(store.pool()).await {
+            Ok(mut listener) => {
+                if let Err(error) = listener.listen(WAKE_CHANNEL).await {
+                    tracing::warn!(%error, "cannot LISTEN for deliveries; polling only");
+                } else {
+                    loop {
+                        tokio::select! {
+                            received = listener.recv() => match received {
+                                Ok(_) => wake.notify_one(),
+                                Err(error) => {
+                                    tracing::warn!(%error, "LISTEN connection lost; reconnecting");
+                                    break;
+                                }
+                            },
+                            () = shutdown.cancelled() => return,
+                        }
+                    }
+                }
+            }
+            Err(error) => tracing::warn!(%error, "cannot open a LISTEN connection; polling only"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            () = shutdown.cancelled() => return,
+        }
+    }
+}

@@ -1,0 +1,388 @@
+//! The delivery outbox: rows written with the event, claimed as leases, settled under a fence.
+
+use super::{into_page, subscriptions, StorageResult, Store};
+use crate::domain::{Page, PageCursor, PageLimit};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::{PgConnection, Postgres, QueryBuilder};
+use uuid::Uuid;
+
+/// Postgres channel that wakes delivery workers in every process after an enqueue commits.
+pub const WAKE_CHANNEL: &str = "vodhook_deliveries";
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Delivery {
+    pub id: Uuid,
+    pub event_id: Uuid,
+    pub subscription_id: Option<Uuid>,
+    pub handler: Option<String>,
+    pub status: String,
+    /// Tries so far (the detail view lists them as `attempts`).
+    #[serde(rename = "attempt_count")]
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub next_attempt_at: DateTime<Utc>,
+    pub last_error: Option<String>,
+    pub last_http_status: Option<i32>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+const DELIVERY_COLUMNS: &str =
+    "id, event_id, subscription_id, handler, status, attempts, max_attempts, \
+    next_attempt_at, last_error, last_http_status, created_at, updated_at, completed_at";
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Attempt {
+    pub attempt: i32,
+    pub started_at: DateTime<Utc>,
+    pub duration_ms: f64,
+    pub http_status: Option<i32>,
+    pub error: Option<String>,
+    pub response_body: Option<String>,
+}
+
+/// A delivery claimed by a worker, with what it needs to deliver it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ClaimedDelivery {
+    pub id: Uuid,
+    /// The fence: settling succeeds only while the row still has this many attempts.
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub received_at: DateTime<Utc>,
+    pub file_id: Option<String>,
+    pub raw_body: Vec<u8>,
+    pub handler: Option<String>,
+    pub subscription_id: Option<Uuid>,
+    pub url: Option<String>,
+    pub secret: Option<String>,
+    pub previous_secret: Option<String>,
+    pub previous_secret_expires_at: Option<DateTime<Utc>>,
+}
+
+/// What became of one try.
+#[derive(Debug, Clone)]
+pub struct AttemptRecord {
+    pub started_at: DateTime<Utc>,
+    pub duration_ms: f64,
+    pub http_status: Option<i32>,
+    pub error: Option<String>,
+    pub response_body: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Settlement {
+    Succeeded,
+    RetryAt(DateTime<Utc>),
+    Dead,
+    /// Dead, and the subscription is disabled (its target answered 410 Gone).
+    DeadAndDisable(String),
+}
+
+/// Filters of `GET /v1/deliveries`.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryFilter {
+    pub subscription_id: Option<Uuid>,
+    pub handler: Option<String>,
+    pub event_id: Option<Uuid>,
+    pub status: Option<String>,
+}
+
+/// Which target a replay re-enqueues for.
+#[derive(Debug, Clone)]
+pub enum ReplayTarget {
+    Subscription(Uuid),
+    Handler(String),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ReplayRange {
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    pub event_types: Vec<String>,
+    pub only_failed: bool,
+}
+
+/// Outcome of a manual retry request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryRequest {
+    Scheduled,
+    NotFound,
+    AlreadySucceeded,
+}
+
+/// One row per matching enabled subscription and per matching handler, in the ingest transaction;
+/// wakes the workers of every process once the transaction commits.
+pub(super) async fn enqueue(
+    conn: &mut PgConnection,
+    event_id: Uuid,
+    event_type: &str,
+    handlers: &[String],
+    max_attempts: i32,
+    now: DateTime<Utc>,
+) -> StorageResult<u64> {
+    let inserted = sqlx::query(
+        "INSERT INTO deliveries (id, event_id, subscription_id, handler, status, max_attempts, next_attempt_at, created_at, updated_at) \
+         SELECT gen_random_uuid(), $1, s.id, NULL, 'pending', $3, $4, $4, $4 FROM subscriptions s \
+           WHERE s.enabled AND (cardinality(s.event_types) = 0 OR $2 = ANY(s.event_types)) \
+         UNION ALL \
+         SELECT gen_random_uuid(), $1, NULL, h, 'pending', $3, $4, $4, $4 FROM unnest($5::text[]) AS h",
+    )
+    .bind(event_id)
+    .bind(event_type)
+    .bind(max_attempts)
+    .bind(now)
+    .bind(handlers)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if inserted > 0 {
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(WAKE_CHANNEL)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(inserted)
+}
+
+impl Store {
+    /// Claims up to `limit` due deliveries for this process's targets: each claim counts as an
+    /// attempt and hides the row until `lease_until`, when it comes due again if not settled.
+    /// "Due" is by the later of the worker's clock and the database's, so a worker whose clock is
+    /// behind the database (which stamps new deliveries) does not hold them back.
+    pub async fn claim_due_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: i64,
+        handlers: &[String],
+    ) -> StorageResult<Vec<ClaimedDelivery>> {
+        Ok(sqlx::query_as(
+            "WITH due AS ( \
+               SELECT d.id FROM deliveries d LEFT JOIN subscriptions s ON s.id = d.subscription_id \
+               WHERE d.status = 'pending' AND d.next_attempt_at <= GREATEST($1, now()) \
+                 AND (d.handler IS NULL OR d.handler = ANY($4)) \
+                 AND (d.subscription_id IS NULL OR s.enabled) \
+               ORDER BY d.next_attempt_at LIMIT $3 FOR UPDATE OF d SKIP LOCKED), \
+             claimed AS ( \
+               UPDATE deliveries d SET attempts = d.attempts + 1, next_attempt_at = $2, updated_at = $1 \
+               FROM due WHERE d.id = due.id \
+               RETURNING d.id, d.attempts, d.max_attempts, d.event_id, d.subscription_id, d.handler) \
+             SELECT c.id, c.attempts, c.max_attempts, c.event_id, e.event_type, e.received_at, e.file_id, e.raw_body, \
+                    c.handler, c.subscription_id, s.url, s.secret, s.previous_secret, s.previous_secret_expires_at \
+             FROM claimed c JOIN events e ON e.id = c.event_id LEFT JOIN subscriptions s ON s.id = c.subscription_id",
+        )
+        .bind(now)
+        .bind(lease_until)
+        .bind(limit)
+        .bind(handlers)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Records the attempt and settles the delivery, unless another worker has claimed it since
+    /// (its lease ran out): then only the attempt is recorded, and `false` is returned.
+    pub async fn settle_delivery(
+        &self,
+        claimed: &ClaimedDelivery,
+        attempt: &AttemptRecord,
+        settlement: &Settlement,
+        now: DateTime<Utc>,
+    ) -> StorageResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO delivery_attempts (delivery_id, attempt, started_at, duration_ms, http_status, error, response_body) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(claimed.id)
+        .bind(claimed.attempts)
+        .bind(attempt.started_at)
+        .bind(attempt.duration_ms)
+        .bind(attempt.http_status)
+        .bind(&attempt.error)
+        .bind(&attempt.response_body)
+        .execute(&mut *tx)
+        .await?;
+        let (status, next_attempt_at, completed_at) = match settlement {
+            Settlement::Succeeded => ("succeeded", now, Some(now)),
+            Settlement::RetryAt(at) => ("pending", *at, None),
+            Settlement::Dead | Settlement::DeadAndDisable(_) => ("dead", now, Some(now)),
+        };
+        let held = sqlx::query(
+            "UPDATE deliveries SET status = $3, next_attempt_at = $4, completed_at = $5, last_error = $6, \
+               last_http_status = $7, updated_at = $8 \
+             WHERE id = $1 AND attempts = $2 AND status = 'pending'",
+        )
+        .bind(claimed.id)
+        .bind(claimed.attempts)
+        .bind(status)
+        .bind(next_attempt_at)
+        .bind(completed_at)
+        .bind(&attempt.error)
+        .bind(attempt.http_status)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            > 0;
+        if let (true, Settlement::DeadAndDisable(reason), Some(subscription)) =
+            (held, settlement, claimed.subscription_id)
+        {
+            subscriptions::disable(&mut tx, subscription, reason, now).await?;
+        }
+        tx.commit().await?;
+        Ok(held)
+    }
+
+    pub async fn get_delivery(&self, id: Uuid) -> StorageResult<Option<(Delivery, Vec<Attempt>)>> {
+        let sql = format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = $1");
+        let Some(delivery) = sqlx::query_as::<_, Delivery>(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let attempts = sqlx::query_as(
+            "SELECT attempt, started_at, duration_ms, http_status, error, response_body FROM delivery_attempts \
+             WHERE delivery_id = $1 ORDER BY attempt, id",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(Some((delivery, attempts)))
+    }
+
+    pub async fn list_deliveries(
+        &self,
+        filter: &DeliveryFilter,
+        after: Option<(DateTime<Utc>, Uuid)>,
+        limit: PageLimit,
+    ) -> StorageResult<Page<Delivery>> {
+        let mut query = QueryBuilder::<Postgres>::new(format!(
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE TRUE"
+        ));
+        if let Some(id) = filter.subscription_id {
+            query.push(" AND subscription_id = ").push_bind(id);
+        }
+        if let Some(handler) = &filter.handler {
+            query.push(" AND handler = ").push_bind(handler.clone());
+        }
+        if let Some(id) = filter.event_id {
+            query.push(" AND event_id = ").push_bind(id);
+        }
+        if let Some(status) = &filter.status {
+            query.push(" AND status = ").push_bind(status.clone());
+        }
+        if let Some((at, id)) = after {
+            query
+                .push(" AND (created_at, id) < (")
+                .push_bind(at)
+                .push(", ")
+                .push_bind(id)
+                .push(")");
+        }
+        query
+            .push(" ORDER BY created_at DESC, id DESC LIMIT ")
+            .push_bind(i64::from(limit.get()) + 1);
+        let rows: Vec<Delivery> = query.build_query_as().fetch_all(&self.pool).await?;
+        Ok(into_page(rows, limit, |d| PageCursor {
+            at: d.created_at,
+            key: d.id.to_string(),
+        }))
+    }
+
+    /// Makes a dead or failing delivery due now, for one more try (which schedules no further ones).
+    pub async fn retry_delivery_now(
+        &self,
+        id: Uuid,
+        now: DateTime<Utc>,
+    ) -> StorageResult<RetryRequest> {
+        let updated = sqlx::query(
+            "UPDATE deliveries SET status = 'pending', max_attempts = attempts + 1, next_attempt_at = $2, \
+               completed_at = NULL, updated_at = $2 \
+             WHERE id = $1 AND status <> 'succeeded'",
+        )
+        .bind(id)
+        .bind(now)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if updated > 0 {
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(WAKE_CHANNEL)
+                .execute(&self.pool)
+                .await?;
+            return Ok(RetryRequest::Scheduled);
+        }
+        let exists: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM deliveries WHERE id = $1)")
+                .bind(id)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(if exists {
+            RetryRequest::AlreadySucceeded
+        } else {
+            RetryRequest::NotFound
+        })
+    }
+
+    /// One new delivery per event in the range (for a subscription, of its types unless
+    /// `event_types` says otherwise); with `only_failed`, just the events whose deliveries to this
+    /// target died and none succeeded or is still pending. Returns how many were enqueued.
+    pub async fn replay(
+        &self,
+        target: &ReplayTarget,
+        range: &ReplayRange,
+        max_attempts: i32,
+        now: DateTime<Utc>,
+    ) -> StorageResult<u64> {
+        let (subscription_id, handler) = match target {
+            ReplayTarget::Subscription(id) => (Some(*id), None),
+            ReplayTarget::Handler(name) => (None, Some(name.as_str())),
+        };
+        let same_target = "d.event_id = e.id AND d.subscription_id IS NOT DISTINCT FROM $1 AND d.handler IS NOT DISTINCT FROM $2";
+        let sql = format!(
+            "INSERT INTO deliveries (id, event_id, subscription_id, handler, status, max_attempts, next_attempt_at, created_at, updated_at) \
+             SELECT gen_random_uuid(), e.id, $1, $2, 'pending', $3, $4, $4, $4 FROM events e \
+             WHERE ($5::timestamptz IS NULL OR e.received_at >= $5) AND ($6::timestamptz IS NULL OR e.received_at < $6) \
+               AND (cardinality($7::text[]) = 0 OR e.event_type = ANY($7)) \
+               AND (NOT $8 OR (EXISTS (SELECT 1 FROM deliveries d WHERE {same_target} AND d.status = 'dead') \
+                    AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE {same_target} AND d.status <> 'dead')))"
+        );
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(&sql)
+            .bind(subscription_id)
+            .bind(handler)
+            .bind(max_attempts)
+            .bind(now)
+            .bind(range.since)
+            .bind(range.until)
+            .bind(&range.event_types)
+            .bind(range.only_failed)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if inserted > 0 {
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(WAKE_CHANNEL)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(inserted)
+    }
+
+    /// Pending and dead deliveries per target, for the metrics endpoint.
+    pub async fn count_open_deliveries(&self) -> StorageResult<Vec<(String, String, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT COALESCE(subscription_id::text, 'handler:' || handler), status, count(*) FROM deliveries \
+             WHERE status IN ('pending', 'dead') GROUP BY 1, 2",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}
