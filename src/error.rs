@@ -62,7 +62,16 @@ impl ApiError {
 }
 
 impl From<crate::storage::StorageError> for ApiError {
+    /// Data exceptions (SQLSTATE class 22) come from values a client sent: 400, not 503.
     fn from(error: crate::storage::StorageError) -> ApiError {
+        if let crate::storage::StorageError::Database(sqlx::Error::Database(db)) = &error {
+            if db.code().is_some_and(|code| code.starts_with("22")) {
+                return ApiError::bad_request(
+                    "invalid_value",
+                    format!("the database refused a value: {}", db.message()),
+                );
+            }
+        }
         ApiError::storage_unavailable(error)
     }
 }

@@ -26,12 +26,15 @@ CREATE TABLE deliveries (
     subscription_id UUID REFERENCES subscriptions (id) ON DELETE CASCADE,
     handler         TEXT,
     CHECK ((subscription_id IS NULL) <> (handler IS NULL)),
-    status          TEXT NOT NULL CHECK (status IN ('pending', 'succeeded', 'dead')),
+    -- paused: its subscription is disabled; resumed (pending, due now) when it is enabled again.
+    status          TEXT NOT NULL CHECK (status IN ('pending', 'succeeded', 'dead', 'paused')),
     -- Claims so far; a claim is a lease: next_attempt_at moves past the lease, so a crashed
     -- claimant's delivery comes due again, and settling checks attempts as a fence.
     attempts        INT NOT NULL DEFAULT 0,
     max_attempts    INT NOT NULL,
     next_attempt_at TIMESTAMPTZ NOT NULL,
+    -- Set while a worker holds the claim (the lease end); cleared when it settles.
+    claimed_until   TIMESTAMPTZ,
     last_error      TEXT,
     last_http_status INT,
     created_at      TIMESTAMPTZ NOT NULL,

@@ -51,8 +51,8 @@ pub fn validate_event_types(types: Vec<String>) -> Result<Vec<String>, String> {
     let mut cleaned: Vec<String> = Vec::with_capacity(types.len());
     for t in types {
         let t = t.trim().to_owned();
-        if t.is_empty() || t.len() > 128 {
-            return Err("each event type must be 1 to 128 characters".into());
+        if t.is_empty() || t.len() > 128 || t.contains('\0') {
+            return Err("each event type must be 1 to 128 characters, without NUL".into());
         }
         if !cleaned.contains(&t) {
             cleaned.push(t);

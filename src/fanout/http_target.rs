@@ -51,6 +51,8 @@ impl HttpTarget {
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)))
             .redirect(reqwest::redirect::Policy::none())
+            // A proxy would resolve names itself, past the address guard.
+            .no_proxy()
             .dns_resolver(Arc::new(GuardedResolver::new(policy.clone())))
             .user_agent(concat!("vodhook/", env!("CARGO_PKG_VERSION")))
             .build()?;
@@ -94,7 +96,11 @@ impl HttpTarget {
             .body(body);
         let mut response = match request.send().await {
             Ok(response) => response,
-            Err(e) => return TryOutcome::failed(describe(&e), e.is_timeout()),
+            // Without the URL: it may carry a token in its query string, and errors are logged.
+            Err(e) => {
+                let timed_out = e.is_timeout();
+                return TryOutcome::failed(describe(&e.without_url()), timed_out);
+            }
         };
         let status = response.status().as_u16();
         let retry_after = response

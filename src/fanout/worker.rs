@@ -188,28 +188,28 @@ impl DeliveryWorker {
 
     async fn claim(&self, limit: usize) -> anyhow::Result<Vec<ClaimedDelivery>> {
         let now = self.inner.clock.now();
-        let lease_until = now + chrono::Duration::from_std(self.inner.settings.lease())?;
         let limit = i64::try_from(limit)?;
         Ok(self
             .inner
             .store
-            .claim_due_deliveries(now, lease_until, limit, &self.inner.handlers.names())
+            .claim_due_deliveries(
+                now,
+                self.inner.settings.lease(),
+                limit,
+                &self.inner.handlers.names(),
+            )
             .await?)
     }
 
     /// One try of one delivery, settled; `None` when the claim was lost meanwhile.
     async fn process(&self, delivery: ClaimedDelivery) -> anyhow::Result<Option<Settlement>> {
         let inner = &self.inner;
-        let upload = match &delivery.file_id {
-            Some(file_id) => inner.store.get_upload(file_id).await?,
-            None => None,
-        };
         let notification = Notification::new(
             delivery.event_id,
             delivery.event_type.clone(),
             delivery.received_at,
             &delivery.raw_body,
-            upload,
+            delivery.upload.clone(),
         );
         let started_at = inner.clock.now();
         let started = Instant::now();

@@ -26,11 +26,11 @@ pub async fn list_deliveries(
     let status = list_params::text(params.status);
     if let Some(s) = status
         .as_deref()
-        .filter(|s| !["pending", "succeeded", "dead"].contains(s))
+        .filter(|s| !["pending", "succeeded", "dead", "paused"].contains(s))
     {
         return Err(ApiError::bad_request(
             "invalid_parameter",
-            format!("status must be pending, succeeded or dead, got {s:?}"),
+            format!("status must be pending, succeeded, dead or paused, got {s:?}"),
         ));
     }
     let filter = DeliveryFilter {
@@ -87,6 +87,16 @@ pub async fn retry_delivery(
             "delivery_succeeded",
             "the delivery already succeeded; replay the event to send it again",
         )),
+        RetryRequest::InFlight => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "delivery_in_flight",
+            "the delivery is being tried right now or is about to be; look again shortly",
+        )),
+        RetryRequest::SubscriptionDisabled => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "subscription_disabled",
+            "the subscription is disabled; enable it and its held-back deliveries resume",
+        )),
         RetryRequest::NotFound => Err(not_found(&id)),
     }
 }
@@ -103,6 +113,20 @@ pub struct ReplayBody {
 }
 
 impl ReplayBody {
+    /// An empty body means "everything"; anything else must be a valid replay request, so a typo
+    /// cannot silently widen a replay to all events.
+    fn parse(body: &[u8]) -> Result<ReplayBody, ApiError> {
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(ReplayBody::default());
+        }
+        serde_json::from_slice(body).map_err(|e| {
+            ApiError::bad_request(
+                "invalid_json_body",
+                format!("the replay request is not valid: {e}"),
+            )
+        })
+    }
+
     fn range(self, default_types: &[String]) -> Result<ReplayRange, ApiError> {
         let since = list_params::time("since", self.since.as_deref())?;
         let until = list_params::time("until", self.until.as_deref())?;
@@ -144,7 +168,7 @@ async fn replay(
 pub async fn replay_subscription(
     _: Authenticated,
     id: web::Path<String>,
-    body: Option<web::Json<ReplayBody>>,
+    body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let subscription_id = parse_id(&id, "subscription_not_found", "subscription")?;
@@ -158,10 +182,7 @@ pub async fn replay_subscription(
                 format!("no subscription with id {:?}", id.as_str()),
             )
         })?;
-    let range = body
-        .map(web::Json::into_inner)
-        .unwrap_or_default()
-        .range(&subscription.event_types)?;
+    let range = ReplayBody::parse(&body)?.range(&subscription.event_types)?;
     replay(&state, ReplayTarget::Subscription(subscription_id), range).await
 }
 
@@ -169,7 +190,7 @@ pub async fn replay_subscription(
 pub async fn replay_handler(
     _: Authenticated,
     name: web::Path<String>,
-    body: Option<web::Json<ReplayBody>>,
+    body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     if !state.handlers.contains(&name) {
@@ -178,9 +199,6 @@ pub async fn replay_handler(
             format!("no handler named {:?} is registered", name.as_str()),
         ));
     }
-    let range = body
-        .map(web::Json::into_inner)
-        .unwrap_or_default()
-        .range(&[])?;
+    let range = ReplayBody::parse(&body)?.range(&[])?;
     replay(&state, ReplayTarget::Handler(name.into_inner()), range).await
 }

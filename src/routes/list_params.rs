@@ -67,9 +67,11 @@ fn restore_plus(text: &str) -> String {
     }
 }
 
-/// A filter value; an empty one means "no filter".
+/// A filter value; an empty one means "no filter". NUL cannot occur in stored text, so it
+/// matches nothing.
 pub fn text(raw: Option<String>) -> Option<String> {
     raw.filter(|s| !s.is_empty())
+        .map(|s| s.replace('\0', "\u{FFFD}"))
 }
 
 /// A cursor whose key is a UUID (events, subscriptions, deliveries).

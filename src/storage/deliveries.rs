@@ -1,7 +1,7 @@
 //! The delivery outbox: rows written with the event, claimed as leases, settled under a fence.
 
 use super::{into_page, subscriptions, StorageResult, Store};
-use crate::domain::{Page, PageCursor, PageLimit};
+use crate::domain::{Page, PageCursor, PageLimit, Upload};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::{PgConnection, Postgres, QueryBuilder};
@@ -27,6 +27,11 @@ pub struct Delivery {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub completed_at: Option<DateTime<Utc>>,
+}
+
+/// Postgres text cannot hold U+0000, and a subscriber's answer may contain it.
+fn storable(text: &str) -> String {
+    text.replace('\0', "\u{FFFD}")
 }
 
 const DELIVERY_COLUMNS: &str =
@@ -61,6 +66,9 @@ pub struct ClaimedDelivery {
     pub secret: Option<String>,
     pub previous_secret: Option<String>,
     pub previous_secret_expires_at: Option<DateTime<Utc>>,
+    /// The upload record of the event's file, if there is one (fetched for the whole batch).
+    #[sqlx(skip)]
+    pub upload: Option<Upload>,
 }
 
 /// What became of one try.
@@ -112,6 +120,9 @@ pub enum RetryRequest {
     Scheduled,
     NotFound,
     AlreadySucceeded,
+    /// A worker is trying it right now, or its first try has not happened yet.
+    InFlight,
+    SubscriptionDisabled,
 }
 
 /// One row per matching enabled subscription and per matching handler, in the ingest transaction;
@@ -156,19 +167,25 @@ impl Store {
     pub async fn claim_due_deliveries(
         &self,
         now: DateTime<Utc>,
-        lease_until: DateTime<Utc>,
+        lease: std::time::Duration,
         limit: i64,
         handlers: &[String],
     ) -> StorageResult<Vec<ClaimedDelivery>> {
-        Ok(sqlx::query_as(
+        let mut tx = self.pool.begin().await?;
+        // Losing a claim in a crash only makes the delivery due again: no need to wait for the flush.
+        sqlx::query("SET LOCAL synchronous_commit = off")
+            .execute(&mut *tx)
+            .await?;
+        let mut claimed: Vec<ClaimedDelivery> = sqlx::query_as(
             "WITH due AS ( \
-               SELECT d.id FROM deliveries d LEFT JOIN subscriptions s ON s.id = d.subscription_id \
+               SELECT d.id FROM deliveries d \
                WHERE d.status = 'pending' AND d.next_attempt_at <= GREATEST($1, now()) \
                  AND (d.handler IS NULL OR d.handler = ANY($4)) \
-                 AND (d.subscription_id IS NULL OR s.enabled) \
                ORDER BY d.next_attempt_at LIMIT $3 FOR UPDATE OF d SKIP LOCKED), \
              claimed AS ( \
-               UPDATE deliveries d SET attempts = d.attempts + 1, next_attempt_at = $2, updated_at = $1 \
+               UPDATE deliveries d SET attempts = d.attempts + 1, \
+                 next_attempt_at = GREATEST($1, now()) + make_interval(secs => $2), \
+                 claimed_until = GREATEST($1, now()) + make_interval(secs => $2), updated_at = $1 \
                FROM due WHERE d.id = due.id \
                RETURNING d.id, d.attempts, d.max_attempts, d.event_id, d.subscription_id, d.handler) \
              SELECT c.id, c.attempts, c.max_attempts, c.event_id, e.event_type, e.received_at, e.file_id, e.raw_body, \
@@ -176,11 +193,26 @@ impl Store {
              FROM claimed c JOIN events e ON e.id = c.event_id LEFT JOIN subscriptions s ON s.id = c.subscription_id",
         )
         .bind(now)
-        .bind(lease_until)
+        .bind(lease.as_secs_f64())
         .bind(limit)
         .bind(handlers)
-        .fetch_all(&self.pool)
-        .await?)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let file_ids: Vec<&str> = claimed
+            .iter()
+            .filter_map(|c| c.file_id.as_deref())
+            .collect();
+        if !file_ids.is_empty() {
+            let uploads = self.get_uploads(&file_ids).await?;
+            for delivery in &mut claimed {
+                delivery.upload = uploads
+                    .iter()
+                    .find(|u| Some(u.fields.file_id.as_str()) == delivery.file_id.as_deref())
+                    .cloned();
+            }
+        }
+        Ok(claimed)
     }
 
     /// Records the attempt and settles the delivery, unless another worker has claimed it since
@@ -193,6 +225,10 @@ impl Store {
         now: DateTime<Utc>,
     ) -> StorageResult<bool> {
         let mut tx = self.pool.begin().await?;
+        // A settlement lost in a crash means one more try, which at-least-once delivery allows.
+        sqlx::query("SET LOCAL synchronous_commit = off")
+            .execute(&mut *tx)
+            .await?;
         sqlx::query(
             "INSERT INTO delivery_attempts (delivery_id, attempt, started_at, duration_ms, http_status, error, response_body) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -202,8 +238,8 @@ impl Store {
         .bind(attempt.started_at)
         .bind(attempt.duration_ms)
         .bind(attempt.http_status)
-        .bind(&attempt.error)
-        .bind(&attempt.response_body)
+        .bind(attempt.error.as_deref().map(storable))
+        .bind(attempt.response_body.as_deref().map(storable))
         .execute(&mut *tx)
         .await?;
         let (status, next_attempt_at, completed_at) = match settlement {
@@ -213,7 +249,7 @@ impl Store {
         };
         let held = sqlx::query(
             "UPDATE deliveries SET status = $3, next_attempt_at = $4, completed_at = $5, last_error = $6, \
-               last_http_status = $7, updated_at = $8 \
+               last_http_status = $7, updated_at = $8, claimed_until = NULL \
              WHERE id = $1 AND attempts = $2 AND status = 'pending'",
         )
         .bind(claimed.id)
@@ -221,7 +257,7 @@ impl Store {
         .bind(status)
         .bind(next_attempt_at)
         .bind(completed_at)
-        .bind(&attempt.error)
+        .bind(attempt.error.as_deref().map(storable))
         .bind(attempt.http_status)
         .bind(now)
         .execute(&mut *tx)
@@ -295,39 +331,52 @@ impl Store {
         }))
     }
 
-    /// Makes a dead or failing delivery due now, for one more try (which schedules no further ones).
+    /// Makes a dead delivery due now for one more try (which schedules no further ones), or
+    /// brings a failing delivery's next scheduled try forward to now (keeping the rest of its
+    /// schedule). A delivery being tried right now, or one of a disabled subscription, is left alone.
     pub async fn retry_delivery_now(
         &self,
         id: Uuid,
         now: DateTime<Utc>,
     ) -> StorageResult<RetryRequest> {
-        let updated = sqlx::query(
-            "UPDATE deliveries SET status = 'pending', max_attempts = attempts + 1, next_attempt_at = $2, \
-               completed_at = NULL, updated_at = $2 \
-             WHERE id = $1 AND status <> 'succeeded'",
+        let mut tx = self.pool.begin().await?;
+        let row: Option<(String, i32, Option<DateTime<Utc>>, bool)> = sqlx::query_as(
+            "SELECT d.status, d.attempts, d.claimed_until, COALESCE(s.enabled, TRUE) FROM deliveries d \
+             LEFT JOIN subscriptions s ON s.id = d.subscription_id WHERE d.id = $1 FOR UPDATE OF d",
         )
         .bind(id)
-        .bind(now)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        if updated > 0 {
-            sqlx::query("SELECT pg_notify($1, '')")
-                .bind(WAKE_CHANNEL)
-                .execute(&self.pool)
-                .await?;
-            return Ok(RetryRequest::Scheduled);
-        }
-        let exists: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM deliveries WHERE id = $1)")
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((status, attempts, claimed_until, enabled)) = row else {
+            return Ok(RetryRequest::NotFound);
+        };
+        let outcome = match status.as_str() {
+            "succeeded" => RetryRequest::AlreadySucceeded,
+            _ if !enabled => RetryRequest::SubscriptionDisabled,
+            "pending" if attempts == 0 || claimed_until.is_some_and(|until| until > now) => {
+                RetryRequest::InFlight
+            }
+            _ => {
+                sqlx::query(
+                    "UPDATE deliveries SET \
+                       max_attempts = CASE WHEN status = 'dead' THEN attempts + 1 ELSE max_attempts END, \
+                       status = 'pending', next_attempt_at = $2, completed_at = NULL, claimed_until = NULL, \
+                       updated_at = $2 \
+                     WHERE id = $1",
+                )
                 .bind(id)
-                .fetch_one(&self.pool)
+                .bind(now)
+                .execute(&mut *tx)
                 .await?;
-        Ok(if exists {
-            RetryRequest::AlreadySucceeded
-        } else {
-            RetryRequest::NotFound
-        })
+                sqlx::query("SELECT pg_notify($1, '')")
+                    .bind(WAKE_CHANNEL)
+                    .execute(&mut *tx)
+                    .await?;
+                RetryRequest::Scheduled
+            }
+        };
+        tx.commit().await?;
+        Ok(outcome)
     }
 
     /// One new delivery per event in the range (for a subscription, of its types unless
@@ -374,6 +423,32 @@ impl Store {
         }
         tx.commit().await?;
         Ok(inserted)
+    }
+
+    /// Holds back (`paused`) or resumes (due now) the pending deliveries of a subscription, so
+    /// that a disabled subscription's backlog never sits in front of the claim query.
+    pub(super) async fn set_paused(
+        conn: &mut PgConnection,
+        subscription_id: Uuid,
+        paused: bool,
+        now: DateTime<Utc>,
+    ) -> StorageResult<()> {
+        let (from, to) = if paused {
+            ("pending", "paused")
+        } else {
+            ("paused", "pending")
+        };
+        sqlx::query(
+            "UPDATE deliveries SET status = $3, next_attempt_at = GREATEST(next_attempt_at, $4), updated_at = $4 \
+             WHERE subscription_id = $1 AND status = $2",
+        )
+        .bind(subscription_id)
+        .bind(from)
+        .bind(to)
+        .bind(now)
+        .execute(conn)
+        .await?;
+        Ok(())
     }
 
     /// Pending and dead deliveries per target, for the metrics endpoint.

@@ -50,7 +50,8 @@ impl Store {
     pub async fn connect(url: &SecretString, pool_size: u32) -> StorageResult<Store> {
         let options = PgConnectOptions::from_str(url.expose_secret())?.application_name("vodhook");
         let pool = PgPoolOptions::new()
-            .max_connections(pool_size)
+            // One more for the delivery worker's LISTEN connection, which it keeps.
+            .max_connections(pool_size + 1)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options)
             .await?;

@@ -94,7 +94,8 @@ impl Store {
                updated_at = $7 \
              WHERE id = $1 RETURNING {COLUMNS}"
         );
-        Ok(sqlx::query_as(&sql)
+        let mut tx = self.pool.begin().await?;
+        let updated: Option<Subscription> = sqlx::query_as(&sql)
             .bind(id)
             .bind(&changes.url)
             .bind(&changes.event_types)
@@ -102,8 +103,13 @@ impl Store {
             .bind(changes.description.clone().flatten())
             .bind(changes.enabled)
             .bind(now)
-            .fetch_optional(&self.pool)
-            .await?)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if let (Some(enabled), Some(subscription)) = (changes.enabled, &updated) {
+            Store::set_paused(&mut tx, subscription.id, !enabled, now).await?;
+        }
+        tx.commit().await?;
+        Ok(updated)
     }
 
     /// Deletes the subscription and its deliveries.
@@ -147,7 +153,7 @@ pub(super) async fn disable(
         .bind(id)
         .bind(reason)
         .bind(now)
-        .execute(conn)
+        .execute(&mut *conn)
         .await?;
-    Ok(())
+    Store::set_paused(conn, id, true, now).await
 }

@@ -279,3 +279,77 @@ async fn a_broken_config_file_is_reported_without_echoing_its_content() {
     assert!(stderr.contains("line 1"), "says where: {stderr}");
     assert!(!stderr.contains("TopSecret"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_in_flight_deliveries_then_exits() {
+    use crate::receiver::{Reply, TestReceiver};
+    let db = TestDb::create().await;
+    let receiver = TestReceiver::start().await;
+    receiver.answer_with(Reply {
+        delay: std::time::Duration::from_secs(2),
+        ..Reply::status(200)
+    });
+    let mut server = ServerProcess::start(&[
+        ("DATABASE_URL", &db.url),
+        ("VODHOOK_ALLOW_PRIVATE_TARGETS", "127.0.0.1"),
+    ])
+    .await;
+    let client = reqwest::Client::new();
+    let created: serde_json::Value = client
+        .post(format!("{}/v1/subscriptions", server.address))
+        .bearer_auth(API_TOKEN)
+        .json(&serde_json::json!({"url": receiver.url}))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert!(created["id"].is_string(), "{created}");
+    let answer = client
+        .post(format!("{}/v1/callbacks/vod", server.address))
+        .body(crate::helpers::new_file_upload("1", None))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(answer.status(), StatusCode::OK);
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+
+    let pid = server.child.id().to_string();
+    let signalled = std::time::Instant::now();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill")
+        .success());
+    let status = tokio::task::spawn_blocking(move || {
+        let status = server.child.wait().expect("wait");
+        (status, server)
+    })
+    .await
+    .expect("join");
+    assert!(
+        status.0.success(),
+        "clean exit: {:?}\n{}",
+        status.0,
+        status.1.log()
+    );
+    assert!(
+        signalled.elapsed() < std::time::Duration::from_secs(10),
+        "no waiting past the grace period"
+    );
+    assert_eq!(
+        receiver.accepted().len(),
+        1,
+        "the in-flight delivery was finished"
+    );
+
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url)
+        .await
+        .expect("connect");
+    let status: String = sqlx::query_scalar("SELECT status FROM deliveries")
+        .fetch_one(&mut conn)
+        .await
+        .expect("row");
+    assert_eq!(status, "succeeded", "and settled before exit");
+}

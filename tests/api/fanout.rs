@@ -819,3 +819,165 @@ async fn metrics_are_exposed_for_prometheus() {
     assert!(text.contains("vodhook_ingest_duration_seconds_bucket"));
     assert!(text.contains("vodhook_delivery_lag_seconds_bucket"));
 }
+
+#[tokio::test]
+async fn a_binary_answer_still_settles_the_delivery() {
+    let (app, clock) = app_on_manual_clock().await;
+    let receiver = TestReceiver::start().await;
+    receiver.answer_with(Reply {
+        body: "ok\0\u{1}binary".to_owned(),
+        ..Reply::status(200)
+    });
+    app.subscribe(&receiver.url, &[]).await;
+    app.callback(new_file_upload("1", None)).await;
+    assert_eq!(app.worker.run_once().await.expect("run").succeeded, 1);
+    clock.advance(chrono::Duration::hours(1));
+    assert_eq!(
+        app.worker.run_once().await.expect("run").claimed,
+        0,
+        "settled, not tried again"
+    );
+    assert_eq!(receiver.received().len(), 1);
+}
+
+#[tokio::test]
+async fn manual_retry_respects_schedule_claims_and_disabled_subscriptions() {
+    let (app, clock) = app_on_manual_clock().await;
+    let receiver = TestReceiver::start().await;
+    receiver.answer_with(Reply::status(500));
+    let (subscription, _) = app.subscribe(&receiver.url, &[]).await;
+    app.callback(new_file_upload("1", None)).await;
+    let id = app.list_all("/v1/deliveries", 10).await[0]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let retry_path = format!("/v1/deliveries/{id}/retry");
+
+    let (status, answer) = app.send_json(Method::POST, &retry_path, None).await;
+    assert_eq!(
+        (status, error_code(&answer)),
+        (StatusCode::CONFLICT, "delivery_in_flight"),
+        "not tried yet"
+    );
+
+    app.worker.run_once().await.expect("run");
+    let (status, _) = app.send_json(Method::POST, &retry_path, None).await;
+    assert_eq!(
+        status,
+        StatusCode::ACCEPTED,
+        "a failing delivery is brought forward"
+    );
+    assert_eq!(app.worker.run_once().await.expect("run").claimed, 1);
+    let (_, delivery) = app.get(&format!("/v1/deliveries/{id}")).await;
+    assert_eq!(
+        delivery["max_attempts"], 8,
+        "and keeps the rest of its schedule"
+    );
+    assert_eq!(delivery["status"], "pending");
+
+    let (status, _) = app
+        .send_json(
+            Method::PATCH,
+            &format!("/v1/subscriptions/{subscription}"),
+            Some(json!({"enabled": false})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, delivery) = app.get(&format!("/v1/deliveries/{id}")).await;
+    assert_eq!(
+        delivery["status"], "paused",
+        "held back while the subscription is disabled"
+    );
+    let (status, answer) = app.send_json(Method::POST, &retry_path, None).await;
+    assert_eq!(
+        (status, error_code(&answer)),
+        (StatusCode::CONFLICT, "subscription_disabled")
+    );
+    clock.advance(chrono::Duration::hours(2));
+    assert_eq!(
+        app.worker.run_once().await.expect("run").claimed,
+        0,
+        "paused deliveries are not claimed"
+    );
+
+    receiver.answer_with(Reply::status(200));
+    app.send_json(
+        Method::PATCH,
+        &format!("/v1/subscriptions/{subscription}"),
+        Some(json!({"enabled": true})),
+    )
+    .await;
+    assert_eq!(
+        app.worker.run_once().await.expect("run").succeeded,
+        1,
+        "resumed on enable"
+    );
+}
+
+#[tokio::test]
+async fn a_malformed_replay_request_replays_nothing() {
+    let app = spawn_custom_app(|s| s.worker_enabled = false, |b| b).await;
+    let (subscription, _) = app.subscribe("https://hooks.example.com/x", &[]).await;
+    app.callback(new_file_upload("1", None)).await;
+    let path = format!("{}/v1/subscriptions/{subscription}/replay", app.address);
+    for body in [
+        r#"{"onlyFailed": true}"#,
+        r#"{"only_failed": "yes"}"#,
+        r#"{"since": 1700000000}"#,
+        "not json",
+    ] {
+        let response = app
+            .client
+            .post(&path)
+            .bearer_auth(crate::helpers::API_TOKEN)
+            .body(body)
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{body}");
+    }
+    assert_eq!(
+        app.list_all("/v1/deliveries", 10).await.len(),
+        1,
+        "nothing replayed"
+    );
+    let response = app
+        .client
+        .post(&path)
+        .bearer_auth(crate::helpers::API_TOKEN)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "an empty body replays everything"
+    );
+    assert_eq!(app.list_all("/v1/deliveries", 10).await.len(), 2);
+}
+
+#[tokio::test]
+async fn delivery_errors_do_not_carry_the_url() {
+    let (app, _clock) = app_on_manual_clock().await;
+    app.subscribe("http://127.0.0.1:1/hook?token=query-secret-123", &[])
+        .await;
+    app.callback(new_file_upload("1", None)).await;
+    assert_eq!(app.worker.run_once().await.expect("run").retrying, 1);
+    let error = app.list_all("/v1/deliveries", 10).await[0]["last_error"]
+        .as_str()
+        .expect("error")
+        .to_owned();
+    assert!(!error.contains("query-secret-123"), "{error}");
+
+    let (status, answer) = app
+        .send_json(
+            Method::POST,
+            "/v1/subscriptions",
+            Some(json!({"url": "https://x.example", "event_types": ["a\u{0}b"]})),
+        )
+        .await;
+    assert_eq!(
+        (status, error_code(&answer)),
+        (StatusCode::BAD_REQUEST, "invalid_subscription")
+    );
+}

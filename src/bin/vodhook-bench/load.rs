@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 static NEXT_FILE_ID: AtomicU64 = AtomicU64::new(0);
 
+const BENCH_TOKEN: &str = "bench-token-0123456789";
+
 /// A unique ~1 KB v3 NewFileUpload body and its FileId.
 fn next_body() -> (String, Vec<u8>) {
     let seed = u64::from(std::process::id()) << 32;
@@ -31,6 +33,7 @@ pub fn sample_body_len() -> usize {
 pub struct VodhookProcess {
     child: Child,
     url: String,
+    base: String,
     client: reqwest::Client,
 }
 
@@ -43,7 +46,8 @@ impl VodhookProcess {
             .arg("serve")
             .env("DATABASE_URL", db_url)
             .env("VODHOOK_LISTEN", format!("127.0.0.1:{port}"))
-            .env("VODHOOK_API_TOKENS", "bench-token-0123456789")
+            .env("VODHOOK_API_TOKENS", BENCH_TOKEN)
+            .env("VODHOOK_ALLOW_PRIVATE_TARGETS", "127.0.0.1")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -55,6 +59,7 @@ impl VodhookProcess {
         let process = VodhookProcess {
             child,
             url: format!("http://127.0.0.1:{port}/v1/callbacks/vod"),
+            base: format!("http://127.0.0.1:{port}"),
             client,
         };
         for _ in 0..300 {
@@ -71,6 +76,25 @@ impl VodhookProcess {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         anyhow::bail!("vodhook did not become ready")
+    }
+}
+
+impl VodhookProcess {
+    /// Adds an HTTP subscription for every event type.
+    pub async fn subscribe(&self, url: &str) -> anyhow::Result<()> {
+        let response = self
+            .client
+            .post(format!("{}/v1/subscriptions", self.base))
+            .bearer_auth(BENCH_TOKEN)
+            .json(&serde_json::json!({"url": url}))
+            .send()
+            .await?;
+        anyhow::ensure!(
+            response.status().is_success(),
+            "cannot subscribe: {}",
+            response.status()
+        );
+        Ok(())
     }
 }
 
@@ -125,6 +149,16 @@ impl VodhookProcess {
 }
 
 impl Target {
+    /// Posts one new upload to vodhook; the stored event's id once it is acknowledged.
+    pub async fn post_for_event_id(&self) -> Option<String> {
+        let Target::Vodhook { client, url } = self else {
+            return None;
+        };
+        let response = client.post(url).body(next_body().1).send().await.ok()?;
+        let answer: serde_json::Value = response.json().await.ok()?;
+        answer["event_id"].as_str().map(str::to_owned)
+    }
+
     async fn send_one(&self) -> bool {
         let (file_id, body) = next_body();
         match self {
