@@ -8,13 +8,13 @@ use super::{
 };
 use crate::domain::SigningSecret;
 use crate::metrics::Metrics;
-use crate::storage::{AttemptRecord, ClaimedDelivery, Settlement, Store, WAKE_CHANNEL};
+use crate::storage::{AttemptRecord, ClaimedDelivery, Settle, Settlement, Store, WAKE_CHANNEL};
 use chrono::{DateTime, Utc};
 use futures_util::FutureExt;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -57,6 +57,7 @@ struct Inner {
     handlers: Handlers,
     cipher: Option<SecretCipher>,
     metrics: Metrics,
+    settler: mpsc::Sender<(Settle, oneshot::Sender<anyhow::Result<bool>>)>,
 }
 
 #[derive(Clone)]
@@ -74,6 +75,8 @@ impl DeliveryWorker {
         cipher: Option<SecretCipher>,
         metrics: Metrics,
     ) -> DeliveryWorker {
+        let (settler, queue) = mpsc::channel(1024);
+        tokio::spawn(run_settler(store.clone(), clock.clone(), queue));
         DeliveryWorker {
             inner: Arc::new(Inner {
                 store,
@@ -83,6 +86,7 @@ impl DeliveryWorker {
                 handlers,
                 cipher,
                 metrics,
+                settler,
             }),
         }
     }
@@ -247,10 +251,22 @@ impl DeliveryWorker {
         inner
             .metrics
             .record_attempt(target, outcome.succeeded, now - delivery.received_at);
-        let held = inner
-            .store
-            .settle_delivery(&delivery, &attempt, &settlement, now)
-            .await?;
+        let (reply, answer) = oneshot::channel();
+        let settle = Settle {
+            delivery_id: delivery.id,
+            attempts: delivery.attempts,
+            subscription_id: delivery.subscription_id,
+            attempt: attempt.clone(),
+            settlement: settlement.clone(),
+        };
+        inner
+            .settler
+            .send((settle, reply))
+            .await
+            .map_err(|_| anyhow::anyhow!("the settler has stopped"))?;
+        let held = answer
+            .await
+            .map_err(|_| anyhow::anyhow!("the settler has stopped"))??;
         if !held {
             tracing::warn!(delivery_id = %delivery.id, "another worker took this delivery over after the lease ended");
             return Ok(None);
@@ -352,10 +368,44 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_else(|| "(no message)".to_owned())
 }
 
+/// Writes settlements as they come, every one waiting at that moment in one transaction: under
+/// load one commit settles many deliveries, and a lone settlement is written at once. Stops when
+/// every worker handle is gone.
+async fn run_settler(
+    store: Store,
+    clock: Arc<dyn Clock>,
+    mut queue: mpsc::Receiver<(Settle, oneshot::Sender<anyhow::Result<bool>>)>,
+) {
+    const MAX_BATCH: usize = 256;
+    while let Some(first) = queue.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let (settles, replies): (Vec<Settle>, Vec<_>) = batch.into_iter().unzip();
+        match store.settle_deliveries(&settles, clock.now()).await {
+            Ok(held) => {
+                for (reply, held) in replies.into_iter().zip(held) {
+                    let _ = reply.send(Ok(held));
+                }
+            }
+            Err(error) => {
+                let error = format!("{error:#}");
+                for reply in replies {
+                    let _ = reply.send(Err(anyhow::anyhow!("cannot settle: {error}")));
+                }
+            }
+        }
+    }
+}
+
 /// Wakes this process's worker whenever any process enqueues deliveries.
 async fn listen_for_wakeups(store: Store, wake: Arc<Notify>, shutdown: CancellationToken) {
     while !shutdown.is_cancelled() {
-        match sqlx::postgres::PgListener::connect_with(store.pool()).await {
+        match sqlx::postgres::PgListener::connect_with(store.worker_pool()).await {
             Ok(mut listener) => {
                 if let Err(error) = listener.listen(WAKE_CHANNEL).await {
                     tracing::warn!(%error, "cannot LISTEN for deliveries; polling only");

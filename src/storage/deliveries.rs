@@ -81,6 +81,17 @@ pub struct AttemptRecord {
     pub response_body: Option<String>,
 }
 
+/// One delivery's try and what becomes of the delivery, under the claim's fence.
+#[derive(Debug, Clone)]
+pub struct Settle {
+    pub delivery_id: Uuid,
+    /// The claim's attempt count: the fence.
+    pub attempts: i32,
+    pub subscription_id: Option<Uuid>,
+    pub attempt: AttemptRecord,
+    pub settlement: Settlement,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Settlement {
     Succeeded,
@@ -171,11 +182,6 @@ impl Store {
         limit: i64,
         handlers: &[String],
     ) -> StorageResult<Vec<ClaimedDelivery>> {
-        let mut tx = self.pool.begin().await?;
-        // Losing a claim in a crash only makes the delivery due again: no need to wait for the flush.
-        sqlx::query("SET LOCAL synchronous_commit = off")
-            .execute(&mut *tx)
-            .await?;
         let mut claimed: Vec<ClaimedDelivery> = sqlx::query_as(
             "WITH due AS ( \
                SELECT d.id FROM deliveries d \
@@ -196,9 +202,8 @@ impl Store {
         .bind(lease.as_secs_f64())
         .bind(limit)
         .bind(handlers)
-        .fetch_all(&mut *tx)
+        .fetch_all(&self.worker_pool)
         .await?;
-        tx.commit().await?;
         let file_ids: Vec<&str> = claimed
             .iter()
             .filter_map(|c| c.file_id.as_deref())
@@ -215,62 +220,88 @@ impl Store {
         Ok(claimed)
     }
 
-    /// Records the attempt and settles the delivery, unless another worker has claimed it since
-    /// (its lease ran out): then only the attempt is recorded, and `false` is returned.
-    pub async fn settle_delivery(
+    /// Records each attempt and settles each delivery, in one transaction for the whole batch
+    /// (group commit: one settlement per delivery would cost a transaction each). A delivery
+    /// another worker has claimed since (its lease ran out) only gets its attempt recorded; the
+    /// result says, per entry, whether the settlement took.
+    pub async fn settle_deliveries(
         &self,
-        claimed: &ClaimedDelivery,
-        attempt: &AttemptRecord,
-        settlement: &Settlement,
+        batch: &[Settle],
         now: DateTime<Utc>,
-    ) -> StorageResult<bool> {
-        let mut tx = self.pool.begin().await?;
-        // A settlement lost in a crash means one more try, which at-least-once delivery allows.
-        sqlx::query("SET LOCAL synchronous_commit = off")
-            .execute(&mut *tx)
-            .await?;
+    ) -> StorageResult<Vec<bool>> {
+        let mut tx = self.worker_pool.begin().await?;
+        let ids: Vec<Uuid> = batch.iter().map(|b| b.delivery_id).collect();
+        let fences: Vec<i32> = batch.iter().map(|b| b.attempts).collect();
+        let errors: Vec<Option<String>> = batch
+            .iter()
+            .map(|b| b.attempt.error.as_deref().map(storable))
+            .collect();
+        let statuses: Vec<Option<i32>> = batch.iter().map(|b| b.attempt.http_status).collect();
         sqlx::query(
             "INSERT INTO delivery_attempts (delivery_id, attempt, started_at, duration_ms, http_status, error, response_body) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+             SELECT * FROM unnest($1::uuid[], $2::int[], $3::timestamptz[], $4::float8[], $5::int[], $6::text[], $7::text[])",
         )
-        .bind(claimed.id)
-        .bind(claimed.attempts)
-        .bind(attempt.started_at)
-        .bind(attempt.duration_ms)
-        .bind(attempt.http_status)
-        .bind(attempt.error.as_deref().map(storable))
-        .bind(attempt.response_body.as_deref().map(storable))
+        .bind(&ids)
+        .bind(&fences)
+        .bind(batch.iter().map(|b| b.attempt.started_at).collect::<Vec<_>>())
+        .bind(batch.iter().map(|b| b.attempt.duration_ms).collect::<Vec<_>>())
+        .bind(&statuses)
+        .bind(&errors)
+        .bind(batch.iter().map(|b| b.attempt.response_body.as_deref().map(storable)).collect::<Vec<_>>())
         .execute(&mut *tx)
         .await?;
-        let (status, next_attempt_at, completed_at) = match settlement {
-            Settlement::Succeeded => ("succeeded", now, Some(now)),
-            Settlement::RetryAt(at) => ("pending", *at, None),
-            Settlement::Dead | Settlement::DeadAndDisable(_) => ("dead", now, Some(now)),
-        };
-        let held = sqlx::query(
-            "UPDATE deliveries SET status = $3, next_attempt_at = $4, completed_at = $5, last_error = $6, \
-               last_http_status = $7, updated_at = $8, claimed_until = NULL \
-             WHERE id = $1 AND attempts = $2 AND status = 'pending'",
+        let (outcomes, next_attempts, completions): (
+            Vec<&str>,
+            Vec<DateTime<Utc>>,
+            Vec<Option<DateTime<Utc>>>,
+        ) = batch
+            .iter()
+            .map(|b| match b.settlement {
+                Settlement::Succeeded => ("succeeded", now, Some(now)),
+                Settlement::RetryAt(at) => ("pending", at, None),
+                Settlement::Dead | Settlement::DeadAndDisable(_) => ("dead", now, Some(now)),
+            })
+            .fold(
+                (Vec::new(), Vec::new(), Vec::new()),
+                |(mut a, mut b, mut c), (x, y, z)| {
+                    a.push(x);
+                    b.push(y);
+                    c.push(z);
+                    (a, b, c)
+                },
+            );
+        let held: Vec<Uuid> = sqlx::query_scalar(
+            "UPDATE deliveries d SET status = u.status, next_attempt_at = u.next_attempt_at, completed_at = u.completed_at, \
+               last_error = u.error, last_http_status = u.http_status, updated_at = $8, claimed_until = NULL \
+             FROM unnest($1::uuid[], $2::int[], $3::text[], $4::timestamptz[], $5::timestamptz[], $6::text[], $7::int[]) \
+               AS u(id, attempts, status, next_attempt_at, completed_at, error, http_status) \
+             WHERE d.id = u.id AND d.attempts = u.attempts AND d.status = 'pending' \
+             RETURNING d.id",
         )
-        .bind(claimed.id)
-        .bind(claimed.attempts)
-        .bind(status)
-        .bind(next_attempt_at)
-        .bind(completed_at)
-        .bind(attempt.error.as_deref().map(storable))
-        .bind(attempt.http_status)
+        .bind(&ids)
+        .bind(&fences)
+        .bind(&outcomes)
+        .bind(&next_attempts)
+        .bind(&completions)
+        .bind(&errors)
+        .bind(&statuses)
         .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            > 0;
-        if let (true, Settlement::DeadAndDisable(reason), Some(subscription)) =
-            (held, settlement, claimed.subscription_id)
-        {
-            subscriptions::disable(&mut tx, subscription, reason, now).await?;
+        .fetch_all(&mut *tx)
+        .await?;
+        for settle in batch {
+            if let (Settlement::DeadAndDisable(reason), Some(subscription)) =
+                (&settle.settlement, settle.subscription_id)
+            {
+                if held.contains(&settle.delivery_id) {
+                    subscriptions::disable(&mut tx, subscription, reason, now).await?;
+                }
+            }
         }
         tx.commit().await?;
-        Ok(held)
+        Ok(batch
+            .iter()
+            .map(|b| held.contains(&b.delivery_id))
+            .collect())
     }
 
     pub async fn get_delivery(&self, id: Uuid) -> StorageResult<Option<(Delivery, Vec<Attempt>)>> {

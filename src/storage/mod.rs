@@ -8,7 +8,7 @@ mod uploads;
 
 pub use deliveries::{
     Attempt, AttemptRecord, ClaimedDelivery, Delivery, DeliveryFilter, ReplayRange, ReplayTarget,
-    RetryRequest, Settlement, WAKE_CHANNEL,
+    RetryRequest, Settle, Settlement, WAKE_CHANNEL,
 };
 pub use events::{EventFilter, IncomingEvent, IngestOutcome};
 pub use subscriptions::SubscriptionChanges;
@@ -43,19 +43,33 @@ pub type StorageResult<T> = Result<T, StorageError>;
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: PgPool,
+    /// The delivery worker's own connections: claims and settlements commit without waiting for
+    /// the disk flush (losing one in a crash only means one more try), and API load cannot starve
+    /// the worker of connections, nor the worker the API.
+    worker_pool: PgPool,
 }
+
+/// Connections of the worker pool: enough for claims, the settler and the LISTEN connection.
+const WORKER_POOL_SIZE: u32 = 4;
 
 impl Store {
     /// Connects eagerly, so a wrong URL or a database that is down is reported at start-up.
     pub async fn connect(url: &SecretString, pool_size: u32) -> StorageResult<Store> {
         let options = PgConnectOptions::from_str(url.expose_secret())?.application_name("vodhook");
         let pool = PgPoolOptions::new()
-            // One more for the delivery worker's LISTEN connection, which it keeps.
-            .max_connections(pool_size + 1)
+            .max_connections(pool_size)
             .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
-        Ok(Store { pool })
+        let worker_pool = PgPoolOptions::new()
+            .max_connections(WORKER_POOL_SIZE)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_lazy_with(
+                options
+                    .application_name("vodhook-worker")
+                    .options([("synchronous_commit", "off")]),
+            );
+        Ok(Store { pool, worker_pool })
     }
 
     /// Creates the database named in `url` when the server does not have it yet, so a first
@@ -70,10 +84,6 @@ impl Store {
         Ok(true)
     }
 
-    pub fn from_pool(pool: PgPool) -> Store {
-        Store { pool }
-    }
-
     pub async fn migrate(&self) -> StorageResult<()> {
         MIGRATOR.run(&self.pool).await?;
         Ok(())
@@ -85,13 +95,19 @@ impl Store {
         Ok(())
     }
 
-    /// The pool, for a LISTEN connection of the delivery worker.
+    /// The main pool (tests read the database through it).
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
 
+    /// The worker's pool, for its LISTEN connection.
+    pub fn worker_pool(&self) -> &PgPool {
+        &self.worker_pool
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
+        self.worker_pool.close().await;
     }
 }
 
