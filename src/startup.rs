@@ -3,7 +3,7 @@
 
 use crate::config::Settings;
 use crate::fanout::{
-    Clock, DeliveryWorker, EventHandler, Handlers, HttpTarget, SystemClock, WorkerSettings,
+    Clock, DeliveryWorker, EventHandler, Handlers, HttpTarget, SystemClock, Wakeup, WorkerSettings,
 };
 use crate::metrics::Metrics;
 use crate::routes::{self, AppState};
@@ -14,7 +14,6 @@ use anyhow::Context;
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 /// Builds an `Application`; register in-process handlers here.
@@ -74,7 +73,7 @@ impl ApplicationBuilder {
         };
         let port = listener.local_addr()?.port();
         let metrics = Metrics::new();
-        let wake_worker = Arc::new(Notify::new());
+        let wakeup = Wakeup::default();
         let worker_settings = WorkerSettings {
             policy: settings.retry_policy.clone(),
             attempt_timeout: settings.delivery_timeout,
@@ -92,13 +91,14 @@ impl ApplicationBuilder {
             metrics.clone(),
         );
         let worker_enabled = settings.worker_enabled;
+        let store_for_wakeup = store.clone();
         let state = web::Data::new(AppState {
             store,
             settings: Arc::new(settings),
             handlers: self.handlers,
             metrics,
             clock: self.clock,
-            wake_worker: wake_worker.clone(),
+            wakeup: wakeup.clone(),
         });
         let server = HttpServer::new(move || {
             App::new()
@@ -116,7 +116,8 @@ impl ApplicationBuilder {
             server,
             worker,
             worker_enabled,
-            wake_worker,
+            wakeup,
+            store_for_wakeup,
         })
     }
 }
@@ -126,7 +127,8 @@ pub struct Application {
     server: Server,
     worker: DeliveryWorker,
     worker_enabled: bool,
-    wake_worker: Arc<Notify>,
+    wakeup: Wakeup,
+    store_for_wakeup: Store,
 }
 
 impl Application {
@@ -163,9 +165,14 @@ impl Application {
             tokio::spawn(
                 self.worker
                     .clone()
-                    .run(shutdown.clone(), self.wake_worker.clone()),
+                    .run(shutdown.clone(), self.wakeup.local()),
             )
         });
+        let forwarder = tokio::spawn(
+            self.wakeup
+                .clone()
+                .forward_to_other_processes(self.store_for_wakeup.clone(), shutdown.clone()),
+        );
         let handle = self.server.handle();
         let mut server = tokio::spawn(self.server);
         let result = tokio::select! {
@@ -181,6 +188,7 @@ impl Application {
         if let Some(worker) = worker {
             let _ = worker.await;
         }
+        let _ = forwarder.await;
         result
     }
 }

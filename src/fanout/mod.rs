@@ -8,6 +8,7 @@ mod notification;
 mod retry;
 mod secret_cipher;
 mod signature;
+mod wakeup;
 mod worker;
 
 pub use address_guard::{is_public, PrivateTargets};
@@ -18,4 +19,5 @@ pub use notification::Notification;
 pub use retry::{FailureHints, RetryPolicy};
 pub use secret_cipher::{open as open_secret, seal as seal_secret, CipherError, SecretCipher};
 pub use signature::sign;
+pub use wakeup::Wakeup;
 pub use worker::{DeliveryWorker, RunOutcome, WorkerSettings};

@@ -108,7 +108,7 @@ async fn store_callback(
     let outcome = state.store.ingest(&incoming).await?;
     if !outcome.duplicate {
         // This process's worker need not wait for the NOTIFY round trip.
-        state.wake_worker.notify_one();
+        state.wakeup.notify();
     }
     tracing::info!(
         event_id = %outcome.event_id,

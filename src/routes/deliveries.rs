@@ -79,7 +79,7 @@ pub async fn retry_delivery(
         .await?
     {
         RetryRequest::Scheduled => {
-            state.wake_worker.notify_one();
+            state.wakeup.notify();
             Ok(HttpResponse::Accepted().json(json!({"id": delivery_id, "status": "pending"})))
         }
         RetryRequest::AlreadySucceeded => Err(ApiError::new(
@@ -159,7 +159,7 @@ async fn replay(
         .replay(&target, &range, max_attempts, state.clock.now())
         .await?;
     if count > 0 {
-        state.wake_worker.notify_one();
+        state.wakeup.notify();
     }
     Ok(ok_json(&json!({"count": count})))
 }

@@ -12,7 +12,7 @@ mod uploads;
 
 use crate::config::Settings;
 use crate::error::ApiError;
-use crate::fanout::{Clock, Handlers};
+use crate::fanout::{Clock, Handlers, Wakeup};
 use crate::metrics::Metrics;
 use crate::storage::Store;
 use actix_web::{web, HttpResponse};
@@ -29,8 +29,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// The clock the delivery worker uses, so "now" means the same to the API and the worker.
     pub clock: Arc<dyn Clock>,
-    /// Wakes this process's delivery worker after an enqueue.
-    pub wake_worker: Arc<tokio::sync::Notify>,
+    /// Wakes the delivery workers after an enqueue.
+    pub wakeup: Wakeup,
 }
 
 /// Registers every route, and JSON error bodies for the failures actix answers by itself.

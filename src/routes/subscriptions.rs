@@ -149,7 +149,7 @@ pub async fn update_subscription(
         .await?;
     if changes.enabled == Some(true) {
         // Deliveries held back while it was disabled are due now.
-        state.wake_worker.notify_one();
+        state.wakeup.notify();
     }
     updated.map(|s| ok_json(&s)).ok_or_else(|| not_found(&id))
 }

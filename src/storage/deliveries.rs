@@ -136,8 +136,7 @@ pub enum RetryRequest {
     SubscriptionDisabled,
 }
 
-/// One row per matching enabled subscription and per matching handler, in the ingest transaction;
-/// wakes the workers of every process once the transaction commits.
+/// One row per matching enabled subscription and per matching handler, in the ingest transaction.
 pub(super) async fn enqueue(
     conn: &mut PgConnection,
     event_id: Uuid,
@@ -161,12 +160,8 @@ pub(super) async fn enqueue(
     .execute(&mut *conn)
     .await?
     .rows_affected();
-    if inserted > 0 {
-        sqlx::query("SELECT pg_notify($1, '')")
-            .bind(WAKE_CHANNEL)
-            .execute(&mut *conn)
-            .await?;
-    }
+    // No NOTIFY here: Postgres serialises the commits of all transactions that NOTIFY (a global
+    // lock), which would cap ingest. Workers are woken by `fanout::Wakeup` after the commit.
     Ok(inserted)
 }
 
@@ -250,26 +245,19 @@ impl Store {
         .bind(batch.iter().map(|b| b.attempt.response_body.as_deref().map(storable)).collect::<Vec<_>>())
         .execute(&mut *tx)
         .await?;
-        let (outcomes, next_attempts, completions): (
-            Vec<&str>,
-            Vec<DateTime<Utc>>,
-            Vec<Option<DateTime<Utc>>>,
-        ) = batch
-            .iter()
-            .map(|b| match b.settlement {
+        let mut outcomes = Vec::with_capacity(batch.len());
+        let mut next_attempts = Vec::with_capacity(batch.len());
+        let mut completions = Vec::with_capacity(batch.len());
+        for settle in batch {
+            let (outcome, next_attempt, completed) = match settle.settlement {
                 Settlement::Succeeded => ("succeeded", now, Some(now)),
                 Settlement::RetryAt(at) => ("pending", at, None),
                 Settlement::Dead | Settlement::DeadAndDisable(_) => ("dead", now, Some(now)),
-            })
-            .fold(
-                (Vec::new(), Vec::new(), Vec::new()),
-                |(mut a, mut b, mut c), (x, y, z)| {
-                    a.push(x);
-                    b.push(y);
-                    c.push(z);
-                    (a, b, c)
-                },
-            );
+            };
+            outcomes.push(outcome);
+            next_attempts.push(next_attempt);
+            completions.push(completed);
+        }
         let held: Vec<Uuid> = sqlx::query_scalar(
             "UPDATE deliveries d SET status = u.status, next_attempt_at = u.next_attempt_at, completed_at = u.completed_at, \
                last_error = u.error, last_http_status = u.http_status, updated_at = $8, claimed_until = NULL \
@@ -479,6 +467,15 @@ impl Store {
         .bind(now)
         .execute(conn)
         .await?;
+        Ok(())
+    }
+
+    /// Wakes the delivery workers of every process (they LISTEN on `WAKE_CHANNEL`).
+    pub async fn notify_workers(&self) -> StorageResult<()> {
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(WAKE_CHANNEL)
+            .execute(&self.worker_pool)
+            .await?;
         Ok(())
     }
 
