@@ -332,17 +332,7 @@ impl Store {
         if let Some(status) = &filter.status {
             query.push(" AND status = ").push_bind(status.clone());
         }
-        if let Some((at, id)) = after {
-            query
-                .push(" AND (created_at, id) < (")
-                .push_bind(at)
-                .push(", ")
-                .push_bind(id)
-                .push(")");
-        }
-        query
-            .push(" ORDER BY created_at DESC, id DESC LIMIT ")
-            .push_bind(i64::from(limit.get()) + 1);
+        super::push_page_clause(&mut query, "created_at, id", after, limit);
         let rows: Vec<Delivery> = query.build_query_as().fetch_all(&self.pool).await?;
         Ok(into_page(rows, limit, |d| PageCursor {
             at: d.created_at,

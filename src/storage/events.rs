@@ -172,17 +172,7 @@ impl Store {
         if let Some(file_id) = &filter.file_id {
             query.push(" AND file_id = ").push_bind(file_id.clone());
         }
-        if let Some((at, id)) = after {
-            query
-                .push(" AND (received_at, id) < (")
-                .push_bind(at)
-                .push(", ")
-                .push_bind(id)
-                .push(")");
-        }
-        query
-            .push(" ORDER BY received_at DESC, id DESC LIMIT ")
-            .push_bind(i64::from(limit.get()) + 1);
+        super::push_page_clause(&mut query, "received_at, id", after, limit);
         let rows: Vec<EventRow> = query.build_query_as().fetch_all(&self.pool).await?;
         let events = rows.into_iter().map(StoredEvent::from).collect();
         Ok(super::into_page(events, limit, |e: &StoredEvent| {

@@ -111,6 +111,30 @@ impl Store {
     }
 }
 
+/// Appends to a list query "strictly after `after`, newest first, one row more than a page", for
+/// a list ordered by `columns`: a time and a unique key, such as `"created_at, id"`.
+fn push_page_clause<'a, K>(
+    query: &mut sqlx::QueryBuilder<'a, sqlx::Postgres>,
+    columns: &str,
+    after: Option<(chrono::DateTime<chrono::Utc>, K)>,
+    limit: crate::domain::PageLimit,
+) where
+    K: 'a + Send + sqlx::Encode<'a, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+{
+    if let Some((at, key)) = after {
+        query
+            .push(format!(" AND ({columns}) < ("))
+            .push_bind(at)
+            .push(", ")
+            .push_bind(key)
+            .push(")");
+    }
+    let order: Vec<String> = columns.split(", ").map(|c| format!("{c} DESC")).collect();
+    query
+        .push(format!(" ORDER BY {} LIMIT ", order.join(", ")))
+        .push_bind(i64::from(limit.get()) + 1);
+}
+
 /// Cuts a `limit + 1` row fetch to one page; the extra row only tells that a next page exists.
 fn into_page<T>(
     mut rows: Vec<T>,

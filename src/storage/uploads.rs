@@ -154,17 +154,12 @@ impl Store {
         if let Some(t) = filter.received_before {
             query.push(" AND received_at < ").push_bind(t);
         }
-        if let Some(cursor) = after {
-            query
-                .push(" AND (received_at, file_id) < (")
-                .push_bind(cursor.at)
-                .push(", ")
-                .push_bind(cursor.key.clone())
-                .push(")");
-        }
-        query
-            .push(" ORDER BY received_at DESC, file_id DESC LIMIT ")
-            .push_bind(i64::from(limit.get()) + 1);
+        super::push_page_clause(
+            &mut query,
+            "received_at, file_id",
+            after.map(|c| (c.at, c.key.clone())),
+            limit,
+        );
         let rows: Vec<Upload> = query.build_query_as().fetch_all(&self.pool).await?;
         Ok(super::into_page(rows, limit, |u| PageCursor {
             at: u.received_at,

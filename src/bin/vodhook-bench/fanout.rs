@@ -26,7 +26,7 @@ impl Subscriber {
                 .app_data(web::Data::new(shared.clone()))
                 .default_service(web::to(arrive))
         })
-        .workers(1)
+        .workers(2)
         .disable_signals()
         .listen(listener)?
         .run();
