@@ -136,35 +136,6 @@ pub enum RetryRequest {
     SubscriptionDisabled,
 }
 
-/// One row per matching enabled subscription and per matching handler, in the ingest transaction.
-pub(super) async fn enqueue(
-    conn: &mut PgConnection,
-    event_id: Uuid,
-    event_type: &str,
-    handlers: &[String],
-    max_attempts: i32,
-    now: DateTime<Utc>,
-) -> StorageResult<u64> {
-    let inserted = sqlx::query(
-        "INSERT INTO deliveries (id, event_id, subscription_id, handler, status, max_attempts, next_attempt_at, created_at, updated_at) \
-         SELECT gen_random_uuid(), $1, s.id, NULL, 'pending', $3, $4, $4, $4 FROM subscriptions s \
-           WHERE s.enabled AND (cardinality(s.event_types) = 0 OR $2 = ANY(s.event_types)) \
-         UNION ALL \
-         SELECT gen_random_uuid(), $1, NULL, h, 'pending', $3, $4, $4, $4 FROM unnest($5::text[]) AS h",
-    )
-    .bind(event_id)
-    .bind(event_type)
-    .bind(max_attempts)
-    .bind(now)
-    .bind(handlers)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
-    // No NOTIFY here: Postgres serialises the commits of all transactions that NOTIFY (a global
-    // lock), which would cap ingest. Workers are woken by `fanout::Wakeup` after the commit.
-    Ok(inserted)
-}
-
 impl Store {
     /// Claims up to `limit` due deliveries for this process's targets: each claim counts as an
     /// attempt and hides the row until `lease_until`, when it comes due again if not settled.
@@ -181,11 +152,11 @@ impl Store {
             "WITH due AS ( \
                SELECT d.id FROM deliveries d \
                WHERE d.status = 'pending' AND d.next_attempt_at <= GREATEST($1, now()) \
+                 AND (d.claimed_until IS NULL OR d.claimed_until <= GREATEST($1, now())) \
                  AND (d.handler IS NULL OR d.handler = ANY($4)) \
                ORDER BY d.next_attempt_at LIMIT $3 FOR UPDATE OF d SKIP LOCKED), \
              claimed AS ( \
                UPDATE deliveries d SET attempts = d.attempts + 1, \
-                 next_attempt_at = GREATEST($1, now()) + make_interval(secs => $2), \
                  claimed_until = GREATEST($1, now()) + make_interval(secs => $2), updated_at = $1 \
                FROM due WHERE d.id = due.id \
                RETURNING d.id, d.attempts, d.max_attempts, d.event_id, d.subscription_id, d.handler) \
@@ -405,7 +376,7 @@ impl Store {
         let same_target = "d.event_id = e.id AND d.subscription_id IS NOT DISTINCT FROM $1 AND d.handler IS NOT DISTINCT FROM $2";
         let sql = format!(
             "INSERT INTO deliveries (id, event_id, subscription_id, handler, status, max_attempts, next_attempt_at, created_at, updated_at) \
-             SELECT gen_random_uuid(), e.id, $1, $2, 'pending', $3, $4, $4, $4 FROM events e \
+             SELECT vodhook_uuid_v7(), e.id, $1, $2, 'pending', $3, $4, $4, $4 FROM events e \
              WHERE ($5::timestamptz IS NULL OR e.received_at >= $5) AND ($6::timestamptz IS NULL OR e.received_at < $6) \
                AND (cardinality($7::text[]) = 0 OR e.event_type = ANY($7)) \
                AND (NOT $8 OR (EXISTS (SELECT 1 FROM deliveries d WHERE {same_target} AND d.status = 'dead') \

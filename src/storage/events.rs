@@ -1,9 +1,10 @@
 //! Events: the ingest transaction (event + upload record, deduplicated) and event queries.
 
-use super::{deliveries, uploads, StorageResult, Store};
+use super::{uploads, StorageError, StorageResult, Store};
 use crate::domain::{EventFormat, Page, PageCursor, PageLimit, StoredEvent, VodEvent};
 use chrono::{DateTime, Utc};
 use sqlx::{Postgres, QueryBuilder};
+use std::sync::LazyLock;
 use uuid::Uuid;
 
 /// A parsed callback plus what we know about its delivery.
@@ -63,77 +64,71 @@ impl From<EventRow> for StoredEvent {
     }
 }
 
+/// One statement, so one round trip and one commit: the event (or the stored one it repeats),
+/// its upload record, and, for a new event, one outbox row per matching enabled subscription and
+/// matching handler. The time is the database's, taken as the event is inserted.
+static INGEST_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH inserted AS ( \
+           INSERT INTO events (id, dedupe_key, event_type, format, file_id, received_at, raw_body, body, headers, client_addr) \
+           VALUES ($1, $2, $3, $4, $5, date_trunc('microseconds', clock_timestamp()), $6, $7, $8, $9) \
+           ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, received_at), \
+         repeated AS ( \
+           SELECT id, date_trunc('microseconds', clock_timestamp()) AS received_at FROM events \
+           WHERE dedupe_key = $2 AND NOT EXISTS (SELECT 1 FROM inserted)), \
+         stored AS (SELECT id, received_at FROM inserted UNION ALL SELECT id, received_at FROM repeated), \
+         upload AS ({upsert}), \
+         outbox AS ( \
+           INSERT INTO deliveries (id, event_id, subscription_id, handler, status, max_attempts, next_attempt_at, created_at, updated_at) \
+           SELECT vodhook_uuid_v7(), e.id, s.id, NULL, 'pending', $11, e.received_at, e.received_at, e.received_at \
+             FROM inserted e JOIN subscriptions s ON s.enabled AND (cardinality(s.event_types) = 0 OR $3 = ANY(s.event_types)) \
+           UNION ALL \
+           SELECT vodhook_uuid_v7(), e.id, NULL, h, 'pending', $11, e.received_at, e.received_at, e.received_at \
+             FROM inserted e CROSS JOIN unnest($10::text[]) AS h) \
+         SELECT id, TRUE FROM inserted UNION ALL SELECT id, FALSE FROM repeated",
+        upsert = uploads::upsert_from("stored", 12),
+    )
+});
+
 const EVENT_COLUMNS: &str =
     "id, event_type, format, received_at, file_id, body, headers, client_addr";
 
 impl Store {
-    /// Stores an event, its upload record and its outbox rows in one transaction, unless it repeats one already
-    /// stored; returns only after commit. A repeat may still complete the upload record.
+    /// Stores an event, its upload record and its outbox rows atomically, unless it repeats one
+    /// already stored; returns only after commit. A repeat may still complete the upload record,
+    /// and gets no outbox rows.
     #[tracing::instrument(skip_all, fields(event_type = %incoming.event.event_type, dedupe_key = %incoming.event.dedupe_key))]
     pub async fn ingest(&self, incoming: &IncomingEvent<'_>) -> StorageResult<IngestOutcome> {
         let event = incoming.event;
-        let mut tx = self.pool.begin().await?;
-        // A concurrent insert of the same key waits here for the first to commit or roll back.
-        // The time is the database's, taken inside the transaction: lists ordered by it see a
-        // new event before the next page only if it committed, up to one transaction's length.
-        let inserted: Option<(Uuid, DateTime<Utc>)> = sqlx::query_as(
-            "INSERT INTO events (id, dedupe_key, event_type, format, file_id, received_at, raw_body, body, headers, client_addr) \
-             VALUES ($1, $2, $3, $4, $5, date_trunc('microseconds', clock_timestamp()), $6, $7, $8, $9) \
-             ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, received_at",
-        )
-        .bind(incoming.id)
-        .bind(&event.dedupe_key)
-        .bind(&event.event_type)
-        .bind(event.format.as_str())
-        .bind(event.file_id.as_ref().map(|f| f.as_str()))
-        .bind(incoming.raw_body)
-        .bind(&event.body)
-        .bind(&incoming.headers)
-        .bind(&incoming.client_addr)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let (outcome, now) = match inserted {
-            Some((event_id, received_at)) => (
-                IngestOutcome {
-                    event_id,
-                    duplicate: false,
-                },
-                received_at,
-            ),
-            None => {
-                let (event_id, now) = sqlx::query_as(
-                    "SELECT id, date_trunc('microseconds', clock_timestamp()) FROM events WHERE dedupe_key = $1",
-                )
+        // A repeat committed by another request after this statement took its snapshot is seen
+        // by neither half of it (the insert skips it, the lookup cannot see it): ask again.
+        for _ in 0..5 {
+            let query = sqlx::query_as::<_, (Uuid, bool)>(&INGEST_SQL)
+                .bind(incoming.id)
                 .bind(&event.dedupe_key)
-                .fetch_one(&mut *tx)
+                .bind(&event.event_type)
+                .bind(event.format.as_str())
+                .bind(event.file_id.as_ref().map(|f| f.as_str()))
+                .bind(incoming.raw_body)
+                .bind(&event.body)
+                .bind(&incoming.headers)
+                .bind(&incoming.client_addr)
+                .bind(&incoming.handlers)
+                .bind(incoming.max_attempts);
+            let stored = uploads::bind_fields(query, event.upload.as_ref())
+                .fetch_optional(&self.pool)
                 .await?;
-                (
-                    IngestOutcome {
-                        event_id,
-                        duplicate: true,
-                    },
-                    now,
-                )
+            if let Some((event_id, new)) = stored {
+                return Ok(IngestOutcome {
+                    event_id,
+                    duplicate: !new,
+                });
             }
-        };
-        if let Some(upload) = &event.upload {
-            uploads::upsert(&mut tx, upload, outcome.event_id, now).await?;
         }
-        if !outcome.duplicate {
-            // The outbox rows commit with the event: a stored event always gets its deliveries,
-            // and a repeat gets none.
-            deliveries::enqueue(
-                &mut tx,
-                outcome.event_id,
-                &event.event_type,
-                &incoming.handlers,
-                incoming.max_attempts,
-                now,
-            )
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(outcome)
+        Err(StorageError::Conflict(format!(
+            "event {} kept racing with a concurrent copy",
+            event.dedupe_key
+        )))
     }
 
     pub async fn get_event(&self, id: Uuid) -> StorageResult<Option<StoredEvent>> {

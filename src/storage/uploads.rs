@@ -3,8 +3,7 @@
 use super::{StorageResult, Store};
 use crate::domain::{Page, PageCursor, PageLimit, Upload, UploadFields};
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, Postgres, QueryBuilder};
-use std::sync::LazyLock;
+use sqlx::{Postgres, QueryBuilder};
 use uuid::Uuid;
 
 /// Filters of `GET /v1/uploads`; all optional, combined with AND.
@@ -39,14 +38,13 @@ const VOD_COLUMNS: [&str; 13] = [
     "media_created_at",
 ];
 
-/// Insert, or fill the gaps of an existing record (a v2 and a v3 copy of one upload carry
-/// different fields), touching `updated_at` only when something changed.
-static UPSERT_SQL: LazyLock<String> = LazyLock::new(|| {
-    let placeholders: Vec<String> = (1..=VOD_COLUMNS.len() + 4)
-        .map(|i| format!("${i}"))
-        .collect();
-    // v3 calls every upload `Upload`; v2's ClientUpload/ServerUpload says more, so it wins
-    // whichever copy came first.
+/// The upload part of the ingest statement: insert the record for the event in `source` (a CTE
+/// with `id` and `received_at`), or fill the gaps of an existing record (a v2 and a v3 copy of one
+/// upload carry different fields), touching `updated_at` only when something changed. v3 calls
+/// every upload `Upload`; v2's ClientUpload/ServerUpload says more, so it wins whichever came
+/// first. The record's fields are parameters `$first..`, in the order `bind_fields` binds them;
+/// a NULL FileId means the event makes no record.
+pub(super) fn upsert_from(source: &str, first: usize) -> String {
     let fill = |c: &&str| {
         match *c {
         "source_type" => "CASE WHEN uploads.source_type = 'Upload' \
@@ -56,6 +54,9 @@ static UPSERT_SQL: LazyLock<String> = LazyLock::new(|| {
         _ => format!("COALESCE(uploads.{c}, EXCLUDED.{c})"),
     }
     };
+    let values: Vec<String> = (first..first + 1 + VOD_COLUMNS.len())
+        .map(|i| format!("${i}"))
+        .collect();
     let set: Vec<String> = VOD_COLUMNS
         .iter()
         .map(|c| format!("{c} = {}", fill(c)))
@@ -63,45 +64,38 @@ static UPSERT_SQL: LazyLock<String> = LazyLock::new(|| {
     let current: Vec<String> = VOD_COLUMNS.iter().map(|c| format!("uploads.{c}")).collect();
     let filled: Vec<String> = VOD_COLUMNS.iter().map(fill).collect();
     format!(
-        "INSERT INTO uploads (file_id, {vod}, first_event_id, received_at, updated_at) VALUES ({values}) \
+        "INSERT INTO uploads (file_id, {vod}, first_event_id, received_at, updated_at) \
+         SELECT {values}, ev.id, ev.received_at, ev.received_at FROM {source} ev WHERE ${first}::text IS NOT NULL \
          ON CONFLICT (file_id) DO UPDATE SET {set}, updated_at = EXCLUDED.updated_at \
          WHERE ({current}) IS DISTINCT FROM ({filled})",
         vod = VOD_COLUMNS.join(", "),
-        values = placeholders.join(", "),
+        values = values.join(", "),
         set = set.join(", "),
         current = current.join(", "),
         filled = filled.join(", "),
     )
-});
+}
 
-/// Creates the record for `fields`, or completes an existing one, inside the caller's transaction.
-pub(super) async fn upsert(
-    conn: &mut PgConnection,
-    fields: &UploadFields,
-    event_id: Uuid,
-    at: DateTime<Utc>,
-) -> StorageResult<()> {
-    sqlx::query(&UPSERT_SQL)
-        .bind(fields.file_id.as_str())
-        .bind(&fields.media_url)
-        .bind(&fields.source_type)
-        .bind(&fields.source_context)
-        .bind(&fields.procedure_task_id)
-        .bind(&fields.review_audio_video_task_id)
-        .bind(&fields.name)
-        .bind(&fields.media_type)
-        .bind(&fields.cover_url)
-        .bind(&fields.storage_region)
-        .bind(fields.class_id)
-        .bind(fields.size_bytes)
-        .bind(fields.duration_seconds)
-        .bind(fields.media_created_at)
-        .bind(event_id)
-        .bind(at)
-        .bind(at)
-        .execute(conn)
-        .await?;
-    Ok(())
+/// Binds the record's fields for `upsert_from` (all NULL when there is no record).
+pub(super) fn bind_fields<'q>(
+    query: sqlx::query::QueryAs<'q, Postgres, (Uuid, bool), sqlx::postgres::PgArguments>,
+    fields: Option<&'q UploadFields>,
+) -> sqlx::query::QueryAs<'q, Postgres, (Uuid, bool), sqlx::postgres::PgArguments> {
+    query
+        .bind(fields.map(|f| f.file_id.as_str()))
+        .bind(fields.and_then(|f| f.media_url.as_deref()))
+        .bind(fields.and_then(|f| f.source_type.as_deref()))
+        .bind(fields.and_then(|f| f.source_context.as_deref()))
+        .bind(fields.and_then(|f| f.procedure_task_id.as_deref()))
+        .bind(fields.and_then(|f| f.review_audio_video_task_id.as_deref()))
+        .bind(fields.and_then(|f| f.name.as_deref()))
+        .bind(fields.and_then(|f| f.media_type.as_deref()))
+        .bind(fields.and_then(|f| f.cover_url.as_deref()))
+        .bind(fields.and_then(|f| f.storage_region.as_deref()))
+        .bind(fields.and_then(|f| f.class_id))
+        .bind(fields.and_then(|f| f.size_bytes))
+        .bind(fields.and_then(|f| f.duration_seconds))
+        .bind(fields.and_then(|f| f.media_created_at))
 }
 
 impl Store {
