@@ -1,6 +1,6 @@
 //! `FileId`: VOD's media file identifier, kept as text because it can exceed i64.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// A VOD FileId. Decimal digits in practice, but opaque to us: values above `i64::MAX` occur
@@ -30,6 +30,13 @@ impl TryFrom<String> for FileId {
 
     fn try_from(raw: String) -> Result<FileId, String> {
         FileId::parse(&raw).ok_or_else(|| format!("{raw:?} is not a FileId"))
+    }
+}
+
+/// Read back from stored JSON (upload records), with the same check as `parse`.
+impl<'de> Deserialize<'de> for FileId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<FileId, D::Error> {
+        FileId::try_from(String::deserialize(deserializer)?).map_err(serde::de::Error::custom)
     }
 }
 

@@ -2,12 +2,12 @@
 
 use super::FileId;
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// The fields of an upload record that come from VOD, as extracted from a NewFileUpload.
 /// Empty strings from VOD are already `None` here.
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct UploadFields {
     #[sqlx(try_from = "String")]
     pub file_id: FileId,
@@ -27,7 +27,7 @@ pub struct UploadFields {
 }
 
 /// A stored upload record, as the query API serves it: VOD's fields plus vodhook's bookkeeping.
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct Upload {
     #[serde(flatten)]
     #[sqlx(flatten)]

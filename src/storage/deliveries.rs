@@ -66,9 +66,8 @@ pub struct ClaimedDelivery {
     pub secret: Option<String>,
     pub previous_secret: Option<String>,
     pub previous_secret_expires_at: Option<DateTime<Utc>>,
-    /// The upload record of the event's file, if there is one (fetched for the whole batch).
-    #[sqlx(skip)]
-    pub upload: Option<Upload>,
+    /// The upload record of the event's file, if there is one (read with the claim).
+    pub upload: Option<sqlx::types::Json<Upload>>,
 }
 
 /// What became of one try.
@@ -148,7 +147,7 @@ impl Store {
         limit: i64,
         handlers: &[String],
     ) -> StorageResult<Vec<ClaimedDelivery>> {
-        let mut claimed: Vec<ClaimedDelivery> = sqlx::query_as(
+        let claimed: Vec<ClaimedDelivery> = sqlx::query_as(
             "WITH due AS ( \
                SELECT d.id FROM deliveries d \
                WHERE d.status = 'pending' AND d.next_attempt_at <= GREATEST($1, now()) \
@@ -161,8 +160,10 @@ impl Store {
                FROM due WHERE d.id = due.id \
                RETURNING d.id, d.attempts, d.max_attempts, d.event_id, d.subscription_id, d.handler) \
              SELECT c.id, c.attempts, c.max_attempts, c.event_id, e.event_type, e.received_at, e.file_id, e.raw_body, \
-                    c.handler, c.subscription_id, s.url, s.secret, s.previous_secret, s.previous_secret_expires_at \
-             FROM claimed c JOIN events e ON e.id = c.event_id LEFT JOIN subscriptions s ON s.id = c.subscription_id",
+                    c.handler, c.subscription_id, s.url, s.secret, s.previous_secret, s.previous_secret_expires_at, \
+                    to_jsonb(u) AS upload \
+             FROM claimed c JOIN events e ON e.id = c.event_id LEFT JOIN subscriptions s ON s.id = c.subscription_id \
+               LEFT JOIN uploads u ON u.file_id = e.file_id",
         )
         .bind(now)
         .bind(lease.as_secs_f64())
@@ -170,23 +171,10 @@ impl Store {
         .bind(handlers)
         .fetch_all(&self.worker_pool)
         .await?;
-        let file_ids: Vec<&str> = claimed
-            .iter()
-            .filter_map(|c| c.file_id.as_deref())
-            .collect();
-        if !file_ids.is_empty() {
-            let uploads = self.get_uploads(&file_ids).await?;
-            for delivery in &mut claimed {
-                delivery.upload = uploads
-                    .iter()
-                    .find(|u| Some(u.fields.file_id.as_str()) == delivery.file_id.as_deref())
-                    .cloned();
-            }
-        }
         Ok(claimed)
     }
 
-    /// Records each attempt and settles each delivery, in one transaction for the whole batch
+    /// Records each attempt and settles each delivery, in one statement for the whole batch
     /// (group commit: one settlement per delivery would cost a transaction each). A delivery
     /// another worker has claimed since (its lease ran out) only gets its attempt recorded; the
     /// result says, per entry, whether the settlement took.
@@ -195,7 +183,6 @@ impl Store {
         batch: &[Settle],
         now: DateTime<Utc>,
     ) -> StorageResult<Vec<bool>> {
-        let mut tx = self.worker_pool.begin().await?;
         let ids: Vec<Uuid> = batch.iter().map(|b| b.delivery_id).collect();
         let fences: Vec<i32> = batch.iter().map(|b| b.attempts).collect();
         let errors: Vec<Option<String>> = batch
@@ -203,19 +190,6 @@ impl Store {
             .map(|b| b.attempt.error.as_deref().map(storable))
             .collect();
         let statuses: Vec<Option<i32>> = batch.iter().map(|b| b.attempt.http_status).collect();
-        sqlx::query(
-            "INSERT INTO delivery_attempts (delivery_id, attempt, started_at, duration_ms, http_status, error, response_body) \
-             SELECT * FROM unnest($1::uuid[], $2::int[], $3::timestamptz[], $4::float8[], $5::int[], $6::text[], $7::text[])",
-        )
-        .bind(&ids)
-        .bind(&fences)
-        .bind(batch.iter().map(|b| b.attempt.started_at).collect::<Vec<_>>())
-        .bind(batch.iter().map(|b| b.attempt.duration_ms).collect::<Vec<_>>())
-        .bind(&statuses)
-        .bind(&errors)
-        .bind(batch.iter().map(|b| b.attempt.response_body.as_deref().map(storable)).collect::<Vec<_>>())
-        .execute(&mut *tx)
-        .await?;
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut next_attempts = Vec::with_capacity(batch.len());
         let mut completions = Vec::with_capacity(batch.len());
@@ -229,8 +203,12 @@ impl Store {
             next_attempts.push(next_attempt);
             completions.push(completed);
         }
+        // One statement: the attempt log and the fenced settlement in one round trip.
         let held: Vec<Uuid> = sqlx::query_scalar(
-            "UPDATE deliveries d SET status = u.status, next_attempt_at = u.next_attempt_at, completed_at = u.completed_at, \
+            "WITH logged AS ( \
+               INSERT INTO delivery_attempts (delivery_id, attempt, started_at, duration_ms, http_status, error, response_body) \
+               SELECT * FROM unnest($1::uuid[], $2::int[], $9::timestamptz[], $10::float8[], $7::int[], $6::text[], $11::text[])) \
+             UPDATE deliveries d SET status = u.status, next_attempt_at = u.next_attempt_at, completed_at = u.completed_at, \
                last_error = u.error, last_http_status = u.http_status, updated_at = $8, claimed_until = NULL \
              FROM unnest($1::uuid[], $2::int[], $3::text[], $4::timestamptz[], $5::timestamptz[], $6::text[], $7::int[]) \
                AS u(id, attempts, status, next_attempt_at, completed_at, error, http_status) \
@@ -245,18 +223,23 @@ impl Store {
         .bind(&errors)
         .bind(&statuses)
         .bind(now)
-        .fetch_all(&mut *tx)
+        .bind(batch.iter().map(|b| b.attempt.started_at).collect::<Vec<_>>())
+        .bind(batch.iter().map(|b| b.attempt.duration_ms).collect::<Vec<_>>())
+        .bind(batch.iter().map(|b| b.attempt.response_body.as_deref().map(storable)).collect::<Vec<_>>())
+        .fetch_all(&self.worker_pool)
         .await?;
+        // Rare (a 410): disabling is a second step; should it be lost, the next 410 disables it.
         for settle in batch {
             if let (Settlement::DeadAndDisable(reason), Some(subscription)) =
                 (&settle.settlement, settle.subscription_id)
             {
                 if held.contains(&settle.delivery_id) {
+                    let mut tx = self.pool.begin().await?;
                     subscriptions::disable(&mut tx, subscription, reason, now).await?;
+                    tx.commit().await?;
                 }
             }
         }
-        tx.commit().await?;
         Ok(batch
             .iter()
             .map(|b| held.contains(&b.delivery_id))

@@ -107,15 +107,6 @@ impl Store {
             .await?)
     }
 
-    /// The records of several files at once.
-    pub async fn get_uploads(&self, file_ids: &[&str]) -> StorageResult<Vec<Upload>> {
-        let sql = format!("SELECT {UPLOAD_COLUMNS} FROM uploads WHERE file_id = ANY($1)");
-        Ok(sqlx::query_as(&sql)
-            .bind(file_ids)
-            .fetch_all(&self.pool)
-            .await?)
-    }
-
     /// Newest first; `after` is the cursor of the previous page.
     pub async fn list_uploads(
         &self,
