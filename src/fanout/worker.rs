@@ -213,7 +213,7 @@ impl DeliveryWorker {
             delivery.event_type.clone(),
             delivery.received_at,
             &delivery.raw_body,
-            delivery.upload.clone().map(|u| u.0),
+            delivery.upload(),
         );
         let started_at = inner.clock.now();
         let started = Instant::now();

@@ -66,8 +66,9 @@ pub struct ClaimedDelivery {
     pub secret: Option<String>,
     pub previous_secret: Option<String>,
     pub previous_secret_expires_at: Option<DateTime<Utc>>,
-    /// The upload record of the event's file, if there is one (read with the claim).
-    pub upload: Option<sqlx::types::Json<Upload>>,
+    /// The upload record of the event's file as stored JSON, if there is one (read with the
+    /// claim); see `upload()`.
+    pub upload_json: Option<sqlx::types::Json<serde_json::Value>>,
 }
 
 /// What became of one try.
@@ -135,6 +136,17 @@ pub enum RetryRequest {
     SubscriptionDisabled,
 }
 
+impl ClaimedDelivery {
+    /// The upload record, if there is one and it reads back (a value outside what Rust's time
+    /// types hold must cost the notification its record, not the delivery).
+    pub fn upload(&self) -> Option<Upload> {
+        let json = self.upload_json.as_ref()?;
+        serde_json::from_value(json.0.clone())
+            .map_err(|error| tracing::warn!(delivery_id = %self.id, %error, "cannot read the upload record back"))
+            .ok()
+    }
+}
+
 impl Store {
     /// Claims up to `limit` due deliveries for this process's targets: each claim counts as an
     /// attempt and hides the row until `lease_until`, when it comes due again if not settled.
@@ -161,7 +173,7 @@ impl Store {
                RETURNING d.id, d.attempts, d.max_attempts, d.event_id, d.subscription_id, d.handler) \
              SELECT c.id, c.attempts, c.max_attempts, c.event_id, e.event_type, e.received_at, e.file_id, e.raw_body, \
                     c.handler, c.subscription_id, s.url, s.secret, s.previous_secret, s.previous_secret_expires_at, \
-                    to_jsonb(u) AS upload \
+                    to_jsonb(u) AS upload_json \
              FROM claimed c JOIN events e ON e.id = c.event_id LEFT JOIN subscriptions s ON s.id = c.subscription_id \
                LEFT JOIN uploads u ON u.file_id = e.file_id",
         )
@@ -203,17 +215,29 @@ impl Store {
             next_attempts.push(next_attempt);
             completions.push(completed);
         }
-        // One statement: the attempt log and the fenced settlement in one round trip.
+        // One statement: the attempt log and the fenced settlement in one round trip. Rows deleted
+        // meanwhile (their subscription was) are skipped rather than failing the batch; locking the
+        // live rows in id order keeps concurrent batches from deadlocking. A row paused during its
+        // try (its subscription was disabled) keeps `paused` unless the try settled it for good.
         let held: Vec<Uuid> = sqlx::query_scalar(
-            "WITH logged AS ( \
+            "WITH live AS MATERIALIZED ( \
+               SELECT id FROM deliveries WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE), \
+             settled AS ( \
+               UPDATE deliveries d SET \
+                 status = CASE WHEN d.status = 'paused' AND u.status = 'pending' THEN 'paused' ELSE u.status END, \
+                 next_attempt_at = u.next_attempt_at, completed_at = u.completed_at, \
+                 last_error = u.error, last_http_status = u.http_status, updated_at = $8, claimed_until = NULL \
+               FROM unnest($1::uuid[], $2::int[], $3::text[], $4::timestamptz[], $5::timestamptz[], $6::text[], $7::int[]) \
+                 AS u(id, attempts, status, next_attempt_at, completed_at, error, http_status) \
+               WHERE d.id = u.id AND d.id IN (SELECT id FROM live) AND d.attempts = u.attempts \
+                 AND d.status IN ('pending', 'paused') \
+               RETURNING d.id), \
+             logged AS ( \
                INSERT INTO delivery_attempts (delivery_id, attempt, started_at, duration_ms, http_status, error, response_body) \
-               SELECT * FROM unnest($1::uuid[], $2::int[], $9::timestamptz[], $10::float8[], $7::int[], $6::text[], $11::text[])) \
-             UPDATE deliveries d SET status = u.status, next_attempt_at = u.next_attempt_at, completed_at = u.completed_at, \
-               last_error = u.error, last_http_status = u.http_status, updated_at = $8, claimed_until = NULL \
-             FROM unnest($1::uuid[], $2::int[], $3::text[], $4::timestamptz[], $5::timestamptz[], $6::text[], $7::int[]) \
-               AS u(id, attempts, status, next_attempt_at, completed_at, error, http_status) \
-             WHERE d.id = u.id AND d.attempts = u.attempts AND d.status = 'pending' \
-             RETURNING d.id",
+               SELECT a.* FROM unnest($1::uuid[], $2::int[], $9::timestamptz[], $10::float8[], $7::int[], $6::text[], $11::text[]) \
+                 AS a(delivery_id, attempt, started_at, duration_ms, http_status, error, response_body) \
+               WHERE a.delivery_id IN (SELECT id FROM live)) \
+             SELECT id FROM settled",
         )
         .bind(&ids)
         .bind(&fences)
@@ -228,15 +252,15 @@ impl Store {
         .bind(batch.iter().map(|b| b.attempt.response_body.as_deref().map(storable)).collect::<Vec<_>>())
         .fetch_all(&self.worker_pool)
         .await?;
-        // Rare (a 410): disabling is a second step; should it be lost, the next 410 disables it.
+        // Rare (a 410): disabling is a second step; should it fail, the next 410 disables it.
         for settle in batch {
             if let (Settlement::DeadAndDisable(reason), Some(subscription)) =
                 (&settle.settlement, settle.subscription_id)
             {
                 if held.contains(&settle.delivery_id) {
-                    let mut tx = self.pool.begin().await?;
-                    subscriptions::disable(&mut tx, subscription, reason, now).await?;
-                    tx.commit().await?;
+                    if let Err(error) = self.disable_after_gone(subscription, reason, now).await {
+                        tracing::warn!(%subscription, error = format!("{error:#}"), "cannot disable a subscription that answered 410");
+                    }
                 }
             }
         }
@@ -244,6 +268,18 @@ impl Store {
             .iter()
             .map(|b| held.contains(&b.delivery_id))
             .collect())
+    }
+
+    async fn disable_after_gone(
+        &self,
+        subscription: Uuid,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> StorageResult<()> {
+        let mut tx = self.worker_pool.begin().await?;
+        subscriptions::disable(&mut tx, subscription, reason, now).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     pub async fn get_delivery(&self, id: Uuid) -> StorageResult<Option<(Delivery, Vec<Attempt>)>> {

@@ -457,6 +457,20 @@ mod tests {
     }
 
     #[test]
+    fn times_outside_years_1_to_9999_are_absent() {
+        for time in ["9999-12-31T23:59:59-01:00", "0000-01-01T00:00:00Z"] {
+            let body = format!(
+                r#"{{"EventType":"NewFileUpload","FileUploadEvent":{{"FileId":"9","MediaBasicInfo":{{"CreateTime":"{time}"}}}}}}"#
+            );
+            let upload = parse_callback(body.as_bytes())
+                .expect("parses")
+                .upload
+                .expect("upload");
+            assert_eq!(upload.media_created_at, None, "{time}");
+        }
+    }
+
+    #[test]
     fn wrongly_typed_fields_are_dropped_not_fatal() {
         let body = br#"{"EventType":"NewFileUpload","Unknown":{"x":1},"FileUploadEvent":{"FileId":"9",
             "MediaBasicInfo":{"ClassId":"12","Name":["not","text"],"CreateTime":"yesterday","SourceInfo":"odd"},

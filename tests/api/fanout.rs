@@ -981,3 +981,93 @@ async fn delivery_errors_do_not_carry_the_url() {
         (StatusCode::BAD_REQUEST, "invalid_subscription")
     );
 }
+
+#[tokio::test]
+async fn settling_survives_deleted_and_paused_deliveries() {
+    use vodhook::storage::{AttemptRecord, Settle, Settlement};
+    let (app, clock) = app_on_manual_clock().await;
+    let (deleted, _) = app.subscribe("https://deleted.example.com/hook", &[]).await;
+    let (paused, _) = app.subscribe("https://paused.example.com/hook", &[]).await;
+    let (kept, _) = app.subscribe("https://kept.example.com/hook", &[]).await;
+    app.callback(new_file_upload("1", None)).await;
+    let claimed = app
+        .store
+        .claim_due_deliveries(clock.now(), Duration::from_secs(60), 10, &[])
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 3);
+
+    // While the tries are in flight: one subscription is deleted, one disabled.
+    app.send_json(
+        Method::DELETE,
+        &format!("/v1/subscriptions/{deleted}"),
+        None,
+    )
+    .await;
+    app.send_json(
+        Method::PATCH,
+        &format!("/v1/subscriptions/{paused}"),
+        Some(json!({"enabled": false})),
+    )
+    .await;
+
+    let settles: Vec<Settle> = claimed
+        .iter()
+        .map(|c| Settle {
+            delivery_id: c.id,
+            attempts: c.attempts,
+            subscription_id: c.subscription_id,
+            attempt: AttemptRecord {
+                started_at: clock.now(),
+                duration_ms: 1.0,
+                http_status: Some(503),
+                error: Some("answered HTTP 503".into()),
+                response_body: None,
+            },
+            settlement: Settlement::RetryAt(clock.now() + chrono::Duration::minutes(5)),
+        })
+        .collect();
+    let held = app
+        .store
+        .settle_deliveries(&settles, clock.now())
+        .await
+        .expect("a deleted delivery does not fail the batch");
+    assert_eq!(
+        held.iter().filter(|h| **h).count(),
+        2,
+        "the two that still exist are settled"
+    );
+
+    let status_of = |subscription: String| {
+        let app = &app;
+        async move {
+            app.list_all(
+                &format!("/v1/deliveries?subscription_id={subscription}"),
+                10,
+            )
+            .await[0]["status"]
+                .clone()
+        }
+    };
+    assert_eq!(status_of(kept.clone()).await, "pending");
+    assert_eq!(
+        status_of(paused.clone()).await,
+        "paused",
+        "a try that failed while paused stays paused"
+    );
+    clock.advance(chrono::Duration::hours(1));
+    let again = app
+        .store
+        .claim_due_deliveries(clock.now(), Duration::from_secs(60), 10, &[])
+        .await
+        .expect("claim");
+    assert_eq!(
+        again.len(),
+        1,
+        "only the enabled subscription's delivery comes due"
+    );
+    assert_eq!(
+        again[0].subscription_id.map(|id| id.to_string()),
+        Some(kept)
+    );
+}
