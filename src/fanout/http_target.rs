@@ -50,6 +50,9 @@ impl HttpTarget {
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)))
+            // Common receivers (Node.js, actix) close idle connections after 5 s; dropping ours
+            // sooner avoids sending on a connection the other side is closing (a failed try).
+            .pool_idle_timeout(Duration::from_secs(4))
             .redirect(reqwest::redirect::Policy::none())
             // A proxy would resolve names itself, past the address guard.
             .no_proxy()
