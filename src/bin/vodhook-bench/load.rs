@@ -48,7 +48,10 @@ impl VodhookProcess {
             .env("VODHOOK_LISTEN", format!("127.0.0.1:{port}"))
             .env("VODHOOK_API_TOKENS", BENCH_TOKEN)
             .env("VODHOOK_ALLOW_PRIVATE_TARGETS", "127.0.0.1")
-            .env("RUST_LOG", std::env::var("VODHOOK_BENCH_LOG").unwrap_or_else(|_| "warn".to_owned()))
+            .env(
+                "RUST_LOG",
+                std::env::var("VODHOOK_BENCH_LOG").unwrap_or_else(|_| "warn".to_owned()),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
