@@ -4,6 +4,7 @@ use crate::config::Settings;
 use crate::domain::ApiToken;
 use crate::simulate::{self, SimulatedEvent};
 use crate::startup::{self, Application};
+use crate::storage::Access;
 use crate::telemetry;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -95,11 +96,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .context("the HTTP server failed")?;
         }
         Command::Migrate => {
-            startup::connect_and_migrate(&settings).await?;
+            startup::connect_and_migrate(&settings, Access::Command).await?;
             println!("migrations applied");
         }
         Command::Token { action } => {
-            let store = startup::connect_and_migrate(&settings).await?;
+            let store = startup::connect_and_migrate(&settings, Access::Command).await?;
             match action {
                 TokenAction::Create { name } => {
                     let name = name.trim();

@@ -1,6 +1,7 @@
 //! Settings: an optional TOML file overlaid by environment variables, validated once at start-up.
 
 use crate::fanout::{PrivateTargets, RetryPolicy, SecretCipher};
+use crate::storage::DatabaseLocation;
 use figment::{
     providers::{Format, Serialized, Toml},
     Figment,
@@ -8,13 +9,16 @@ use figment::{
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Validated settings. Secrets are `SecretString`, so `Debug` prints them redacted.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// `postgres://...` or `sqlite://...`; without it, SQLite in `data_dir`.
     pub database_url: Option<SecretString>,
+    /// Where the embedded SQLite database lives when `database_url` is not set.
+    pub data_dir: PathBuf,
     pub listen: String,
     pub api_tokens: Vec<SecretString>,
     pub callback_token: Option<SecretString>,
@@ -61,6 +65,7 @@ impl ConfigError {
 #[serde(default, deny_unknown_fields)]
 struct RawSettings {
     database_url: Option<Text>,
+    data_dir: Option<Text>,
     listen: Option<Text>,
     api_tokens: Option<TextList>,
     callback_token: Option<Text>,
@@ -115,8 +120,9 @@ impl TextList {
 }
 
 /// The environment variables vodhook reads, and the TOML keys they override.
-const ENV_NAMES: [(&str, &str); 14] = [
+const ENV_NAMES: [(&str, &str); 15] = [
     ("database_url", "DATABASE_URL"),
+    ("data_dir", "VODHOOK_DATA_DIR"),
     ("listen", "VODHOOK_LISTEN"),
     ("api_tokens", "VODHOOK_API_TOKENS"),
     ("callback_token", "VODHOOK_CALLBACK_TOKEN"),
@@ -191,13 +197,14 @@ impl Settings {
 
         let database_url = text(raw.database_url).map(|url| url.trim().to_owned());
         if let Some(url) = &database_url {
-            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            if DatabaseLocation::from_url(url).is_none() {
                 return Err(ConfigError::new(
                     &setting_name("database_url"),
-                    "must be a postgres:// or postgresql:// URL",
+                    "must be a postgres://, postgresql:// or sqlite:// URL",
                 ));
             }
         }
+        let data_dir = PathBuf::from(text(raw.data_dir).unwrap_or_else(|| ".".to_owned()));
 
         let listen = text(raw.listen).unwrap_or_else(|| Self::DEFAULT_LISTEN.to_owned());
         resolve_listen_address(&listen)
@@ -331,6 +338,7 @@ impl Settings {
             worker_enabled,
             shutdown_grace,
             database_url: database_url.map(SecretString::from),
+            data_dir,
             listen,
             api_tokens,
             callback_token: callback_token.map(SecretString::from),
@@ -340,14 +348,12 @@ impl Settings {
         })
     }
 
-    /// The database URL, for commands that need one.
-    pub fn require_database_url(&self) -> Result<&SecretString, ConfigError> {
-        self.database_url.as_ref().ok_or_else(|| {
-            ConfigError::new(
-                &setting_name("database_url"),
-                "is not set; give a postgres:// URL, e.g. postgres://postgres@127.0.0.1:5432/vodhook",
-            )
-        })
+    /// Where the data lives: `database_url` when set, else `vodhook.db` in `data_dir`.
+    pub fn database(&self) -> DatabaseLocation {
+        self.database_url
+            .as_ref()
+            .and_then(|url| DatabaseLocation::from_url(url.expose_secret()))
+            .unwrap_or_else(|| DatabaseLocation::sqlite_in(self.data_dir.clone()))
     }
 
     /// The first address `listen` resolves to.
@@ -419,6 +425,7 @@ mod tests {
             let text = Some(Text::String((*value).to_owned()));
             match *key {
                 "database_url" => raw.database_url = text,
+                "data_dir" => raw.data_dir = text,
                 "listen" => raw.listen = text,
                 "api_tokens" => {
                     raw.api_tokens = Some(TextList::One(Text::String((*value).to_owned())))

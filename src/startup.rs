@@ -7,7 +7,7 @@ use crate::fanout::{
 };
 use crate::metrics::Metrics;
 use crate::routes::{self, AppState};
-use crate::storage::Store;
+use crate::storage::{Access, StorageError, Store};
 use crate::telemetry;
 use actix_web::{dev::Server, middleware, web, App, HttpServer};
 use anyhow::Context;
@@ -61,7 +61,7 @@ impl ApplicationBuilder {
         let settings = self.settings;
         let store = match self.store {
             Some(store) => store,
-            None => connect_and_migrate(&settings).await?,
+            None => connect_and_migrate(&settings, Access::Owner).await?,
         };
         let listener = match self.listener {
             Some(listener) => listener,
@@ -216,20 +216,18 @@ async fn shutdown_signal() {
 }
 
 /// The store for commands that need the database, migrated to the current schema.
-pub async fn connect_and_migrate(settings: &Settings) -> anyhow::Result<Store> {
-    let url = settings.require_database_url()?;
-    if Store::create_database_if_missing(url)
+pub async fn connect_and_migrate(settings: &Settings, access: Access) -> anyhow::Result<Store> {
+    let location = settings.database();
+    let store = Store::open(&location, settings.db_pool_size, access)
         .await
-        .context("cannot reach the database server (DATABASE_URL)")?
-    {
-        tracing::info!("created the database named in DATABASE_URL");
-    }
-    let store = Store::connect(url, settings.db_pool_size)
-        .await
-        .context("cannot connect to the database (DATABASE_URL)")?;
-    store
-        .migrate()
-        .await
-        .context("cannot apply database migrations")?;
+        .map_err(|error| match error {
+            StorageError::InUse(message) => anyhow::anyhow!(message),
+            other => anyhow::Error::new(other).context(if location.is_sqlite() {
+                "cannot open the SQLite database (DATABASE_URL or VODHOOK_DATA_DIR)"
+            } else {
+                "cannot open the Postgres database (DATABASE_URL)"
+            }),
+        })?;
+    tracing::info!(store = %store.describe(), "storage ready");
     Ok(store)
 }

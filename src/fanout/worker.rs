@@ -8,7 +8,7 @@ use super::{
 };
 use crate::domain::SigningSecret;
 use crate::metrics::Metrics;
-use crate::storage::{AttemptRecord, ClaimedDelivery, Settle, Settlement, Store, WAKE_CHANNEL};
+use crate::storage::{AttemptRecord, ClaimedDelivery, Settle, Settlement, Store};
 use chrono::{DateTime, Utc};
 use futures_util::FutureExt;
 use std::panic::AssertUnwindSafe;
@@ -118,11 +118,9 @@ impl DeliveryWorker {
     /// their lease ends.
     pub async fn run(self, shutdown: CancellationToken, local_wake: Arc<Notify>) {
         let remote_wake = Arc::new(Notify::new());
-        let listener = tokio::spawn(listen_for_wakeups(
-            self.inner.store.clone(),
-            remote_wake.clone(),
-            shutdown.clone(),
-        ));
+        let store = self.inner.store.clone();
+        let (wake, stop) = (remote_wake.clone(), shutdown.clone());
+        let listener = tokio::spawn(async move { store.relay_wakeups(wake, stop).await });
         let slots = Arc::new(Semaphore::new(self.inner.settings.concurrency));
         let mut in_flight = JoinSet::new();
         while !shutdown.is_cancelled() {
@@ -213,7 +211,7 @@ impl DeliveryWorker {
             delivery.event_type.clone(),
             delivery.received_at,
             &delivery.raw_body,
-            delivery.upload(),
+            delivery.upload.clone(),
         );
         let started_at = inner.clock.now();
         let started = Instant::now();
@@ -398,37 +396,6 @@ async fn run_settler(
                     let _ = reply.send(Err(anyhow::anyhow!("cannot settle: {error}")));
                 }
             }
-        }
-    }
-}
-
-/// Wakes this process's worker whenever any process enqueues deliveries.
-async fn listen_for_wakeups(store: Store, wake: Arc<Notify>, shutdown: CancellationToken) {
-    while !shutdown.is_cancelled() {
-        match sqlx::postgres::PgListener::connect_with(store.worker_pool()).await {
-            Ok(mut listener) => {
-                if let Err(error) = listener.listen(WAKE_CHANNEL).await {
-                    tracing::warn!(%error, "cannot LISTEN for deliveries; polling only");
-                } else {
-                    loop {
-                        tokio::select! {
-                            received = listener.recv() => match received {
-                                Ok(_) => wake.notify_one(),
-                                Err(error) => {
-                                    tracing::warn!(%error, "LISTEN connection lost; reconnecting");
-                                    break;
-                                }
-                            },
-                            () = shutdown.cancelled() => return,
-                        }
-                    }
-                }
-            }
-            Err(error) => tracing::warn!(%error, "cannot open a LISTEN connection; polling only"),
-        }
-        tokio::select! {
-            () = tokio::time::sleep(Duration::from_secs(1)) => {}
-            () = shutdown.cancelled() => return,
         }
     }
 }

@@ -1,31 +1,30 @@
-//! The storage contract: the only place with SQL. `Store` wraps the Postgres pool.
+//! The storage contract (`Storage`) and the handle to it (`Store`); the only place with SQL.
+//!
+//! Two implementations keep the same promises: `postgres` for production and `sqlite`, the
+//! embedded default. What both decide alike lives in `shared`; each backend holds only its SQL.
+//! The conformance suite (`tests/conformance`) checks every promise below against both.
 
-mod deliveries;
-mod events;
-mod subscriptions;
-mod tokens;
-mod uploads;
+mod model;
+mod postgres;
+mod shared;
+mod sqlite;
+mod upsert;
 
-pub use deliveries::{
-    Attempt, AttemptRecord, ClaimedDelivery, Delivery, DeliveryFilter, ReplayRange, ReplayTarget,
-    RetryRequest, Settle, Settlement, WAKE_CHANNEL,
+pub use model::{
+    Attempt, AttemptRecord, ClaimedDelivery, Delivery, DeliveryFilter, EventFilter, IncomingEvent,
+    IngestOutcome, ReplayRange, ReplayTarget, RetryRequest, Settle, Settlement, StoredToken,
+    SubscriptionChanges, UploadFilter,
 };
-pub use events::{EventFilter, IncomingEvent, IngestOutcome};
-pub use subscriptions::SubscriptionChanges;
-pub use tokens::StoredToken;
-pub use uploads::UploadFilter;
 
+use crate::domain::{Page, PageCursor, PageLimit, StoredEvent, Subscription, Upload};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use std::str::FromStr;
-use std::time::Duration;
-
-/// Migrations embedded in the binary, applied by `vodhook migrate` and `vodhook serve`.
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
-
-/// How long a request waits for a pooled connection before giving up with 503: well inside
-/// VOD's 5 s callback timeout, so VOD gets an answer and retries.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -35,122 +34,249 @@ pub enum StorageError {
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("{0}")]
     Conflict(String),
+    /// Another process owns the SQLite database (one `vodhook serve` per SQLite file).
+    #[error("{0}")]
+    InUse(String),
+    #[error("{0}")]
+    Io(String),
 }
 
 pub type StorageResult<T> = Result<T, StorageError>;
 
-/// Handle to the database; cheap to clone.
+/// Where the data lives: chosen by `DATABASE_URL`, SQLite in the data directory without it.
 #[derive(Debug, Clone)]
-pub struct Store {
-    pool: PgPool,
-    /// The delivery worker's own connections: claims and settlements commit without waiting for
-    /// the disk flush (losing one in a crash only means one more try), and API load cannot starve
-    /// the worker of connections, nor the worker the API.
-    worker_pool: PgPool,
+pub enum DatabaseLocation {
+    Postgres(SecretString),
+    /// `url` as given (`sqlite://...`), or built from the data directory.
+    Sqlite(SecretString),
 }
 
-/// Connections of the worker pool: enough for claims, the settler and the LISTEN connection.
-const WORKER_POOL_SIZE: u32 = 4;
+impl DatabaseLocation {
+    /// The location a `DATABASE_URL` names, if its scheme is one vodhook stores in.
+    pub fn from_url(url: &str) -> Option<DatabaseLocation> {
+        let secret = SecretString::from(url.to_owned());
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(DatabaseLocation::Postgres(secret))
+        } else if url.starts_with("sqlite:") {
+            Some(DatabaseLocation::Sqlite(secret))
+        } else {
+            None
+        }
+    }
+
+    /// The embedded default: `vodhook.db` in `data_dir`.
+    pub fn sqlite_in(data_dir: PathBuf) -> DatabaseLocation {
+        let path = data_dir.join("vodhook.db");
+        DatabaseLocation::Sqlite(SecretString::from(format!("sqlite://{}", path.display())))
+    }
+
+    pub fn is_sqlite(&self) -> bool {
+        matches!(self, DatabaseLocation::Sqlite(_))
+    }
+}
+
+/// What opening the store is for: a SQLite database has one owner, the serving process, while
+/// short commands (`vodhook token ...`, `migrate`) may open it beside that owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// `vodhook serve`: refused when another process already serves the same SQLite file.
+    Owner,
+    /// A one-off command: SQLite's own locking serialises its few writes with the owner's.
+    Command,
+}
+
+/// Everything vodhook keeps, as one contract that both databases fulfil: one trait per area,
+/// each implemented by a backend module of the same name.
+pub trait Storage:
+    StoreLifecycle + EventStore + UploadStore + TokenStore + SubscriptionStore + DeliveryStore
+{
+}
+
+impl<T> Storage for T where
+    T: StoreLifecycle + EventStore + UploadStore + TokenStore + SubscriptionStore + DeliveryStore
+{
+}
+
+/// Opening, migrating and closing the store, and waking workers across processes.
+#[async_trait]
+pub trait StoreLifecycle: Send + Sync + std::fmt::Debug {
+    /// Which store this is and where, for the start-up log (never a password).
+    fn describe(&self) -> String;
+    /// Applies the embedded migrations that have not run yet.
+    async fn migrate(&self) -> StorageResult<()>;
+    /// Whether the database answers a trivial query.
+    async fn ping(&self) -> StorageResult<()>;
+    async fn close(&self);
+
+    // Waking workers in other processes (a no-op where one process owns the database).
+
+    /// Tells every process's workers that deliveries were enqueued.
+    async fn notify_workers(&self) -> StorageResult<()>;
+    /// Calls `wake.notify_one()` whenever another process enqueued deliveries, until `shutdown`.
+    async fn relay_wakeups(&self, wake: Arc<Notify>, shutdown: CancellationToken);
+}
+
+/// Received events, deduplicated, with their upload record and outbox rows.
+#[async_trait]
+pub trait EventStore: Send + Sync {
+    /// Stores an event, its upload record and its outbox rows (one per matching enabled
+    /// subscription and per handler in `incoming.handlers`) atomically, unless it repeats one
+    /// already stored (same dedupe key); returns only after commit. A repeat may still complete
+    /// the upload record, and gets no outbox rows.
+    async fn ingest(&self, incoming: &IncomingEvent<'_>) -> StorageResult<IngestOutcome>;
+    async fn get_event(&self, id: Uuid) -> StorageResult<Option<StoredEvent>>;
+    /// The exact bytes an event arrived with.
+    async fn get_event_raw_body(&self, id: Uuid) -> StorageResult<Option<Vec<u8>>>;
+    /// Newest first; `after` is the cursor of the previous page (its key is an event id).
+    async fn list_events(
+        &self,
+        filter: &EventFilter,
+        after: Option<(DateTime<Utc>, Uuid)>,
+        limit: PageLimit,
+    ) -> StorageResult<Page<StoredEvent>>;
+}
+
+/// One upload record per media file, written by ingest.
+#[async_trait]
+pub trait UploadStore: Send + Sync {
+    async fn get_upload(&self, file_id: &str) -> StorageResult<Option<Upload>>;
+    /// Newest first; `after` is the cursor of the previous page (its key is a FileId).
+    async fn list_uploads(
+        &self,
+        filter: &UploadFilter,
+        after: Option<&PageCursor>,
+        limit: PageLimit,
+    ) -> StorageResult<Page<Upload>>;
+}
+
+/// API tokens; only their SHA-256 is kept.
+#[async_trait]
+pub trait TokenStore: Send + Sync {
+    /// Stores a token's hash under a name no active token has (`Conflict` otherwise).
+    async fn create_token(&self, name: &str, token_hash: &str) -> StorageResult<()>;
+    /// All tokens, revoked ones too, oldest first.
+    async fn list_tokens(&self) -> StorageResult<Vec<StoredToken>>;
+    /// Revokes the active token of that name; `false` when there is none.
+    async fn revoke_token(&self, name: &str) -> StorageResult<bool>;
+    async fn is_active_token(&self, token_hash: &str) -> StorageResult<bool>;
+}
+
+/// HTTP subscriptions; secrets are stored as given (already sealed when encryption is on).
+#[async_trait]
+pub trait SubscriptionStore: Send + Sync {
+    async fn create_subscription(
+        &self,
+        url: &str,
+        event_types: &[String],
+        description: Option<&str>,
+        stored_secret: &str,
+        now: DateTime<Utc>,
+    ) -> StorageResult<Subscription>;
+    async fn get_subscription(&self, id: Uuid) -> StorageResult<Option<Subscription>>;
+    /// Newest first.
+    async fn list_subscriptions(
+        &self,
+        after: Option<(DateTime<Utc>, Uuid)>,
+        limit: PageLimit,
+    ) -> StorageResult<Page<Subscription>>;
+    /// Applies the changes; disabling pauses the subscription's pending deliveries, enabling
+    /// clears the reason it was disabled and makes its paused deliveries due now.
+    async fn update_subscription(
+        &self,
+        id: Uuid,
+        changes: &SubscriptionChanges,
+        now: DateTime<Utc>,
+    ) -> StorageResult<Option<Subscription>>;
+    /// Deletes the subscription and its deliveries.
+    async fn delete_subscription(&self, id: Uuid) -> StorageResult<bool>;
+    /// Makes `new_secret` current; the current one keeps signing until `previous_until`.
+    async fn rotate_subscription_secret(
+        &self,
+        id: Uuid,
+        new_secret: &str,
+        previous_until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> StorageResult<bool>;
+}
+
+/// The delivery outbox: rows written with their event, claimed as leases, settled under a fence.
+#[async_trait]
+pub trait DeliveryStore: Send + Sync {
+    /// Claims up to `limit` due pending deliveries for subscriptions and for `handlers`: each
+    /// claim counts as an attempt and hides the row until the lease ends, when it comes due again
+    /// if not settled. "Due" is by the later of `now` and the database's clock. A row is claimed
+    /// by one worker at a time, across processes.
+    async fn claim_due_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        lease: std::time::Duration,
+        limit: i64,
+        handlers: &[String],
+    ) -> StorageResult<Vec<ClaimedDelivery>>;
+    /// Records each attempt and settles each delivery, as one commit. A delivery claimed again
+    /// since (its attempt count moved on) or deleted only gets its attempt recorded (if it still
+    /// exists); a paused one stays paused unless settled for good; `DeadAndDisable` also disables
+    /// the subscription. The result says, per entry, whether the settlement took.
+    async fn settle_deliveries(
+        &self,
+        batch: &[Settle],
+        now: DateTime<Utc>,
+    ) -> StorageResult<Vec<bool>>;
+    /// A delivery and its attempt log, oldest attempt first.
+    async fn get_delivery(&self, id: Uuid) -> StorageResult<Option<(Delivery, Vec<Attempt>)>>;
+    /// Newest first.
+    async fn list_deliveries(
+        &self,
+        filter: &DeliveryFilter,
+        after: Option<(DateTime<Utc>, Uuid)>,
+        limit: PageLimit,
+    ) -> StorageResult<Page<Delivery>>;
+    /// Makes a dead delivery due now for one more try, or brings a failing delivery's next try
+    /// forward to now; see `RetryRequest` for what is left alone.
+    async fn retry_delivery_now(&self, id: Uuid, now: DateTime<Utc>)
+        -> StorageResult<RetryRequest>;
+    /// One new delivery per event in the range (of `range.event_types` when given); with
+    /// `only_failed`, just the events whose deliveries to this target died and none succeeded or
+    /// is still pending. Returns how many were enqueued.
+    async fn replay(
+        &self,
+        target: &ReplayTarget,
+        range: &ReplayRange,
+        max_attempts: i32,
+        now: DateTime<Utc>,
+    ) -> StorageResult<u64>;
+    /// Pending and dead deliveries per target (`<subscription id>` or `handler:<name>`).
+    async fn count_open_deliveries(&self) -> StorageResult<Vec<(String, String, i64)>>;
+}
+
+/// Handle to the store in use; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Store(Arc<dyn Storage>);
+
+impl std::ops::Deref for Store {
+    type Target = dyn Storage;
+
+    fn deref(&self) -> &Self::Target {
+        self.0.as_ref()
+    }
+}
 
 impl Store {
-    /// Connects eagerly, so a wrong URL or a database that is down is reported at start-up.
-    pub async fn connect(url: &SecretString, pool_size: u32) -> StorageResult<Store> {
-        let options = PgConnectOptions::from_str(url.expose_secret())?.application_name("vodhook");
-        let pool = PgPoolOptions::new()
-            .max_connections(pool_size)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options.clone())
-            .await?;
-        let worker_pool = PgPoolOptions::new()
-            .max_connections(WORKER_POOL_SIZE)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_lazy_with(
-                options
-                    .application_name("vodhook-worker")
-                    .options([("synchronous_commit", "off")]),
-            );
-        Ok(Store { pool, worker_pool })
-    }
-
-    /// Creates the database named in `url` when the server does not have it yet, so a first
-    /// `vodhook serve` needs nothing prepared; `true` when it was created.
-    pub async fn create_database_if_missing(url: &SecretString) -> StorageResult<bool> {
-        use sqlx::migrate::MigrateDatabase;
-        let url = url.expose_secret();
-        if sqlx::Postgres::database_exists(url).await? {
-            return Ok(false);
-        }
-        sqlx::Postgres::create_database(url).await?;
-        Ok(true)
-    }
-
-    pub async fn migrate(&self) -> StorageResult<()> {
-        MIGRATOR.run(&self.pool).await?;
-        Ok(())
-    }
-
-    /// Whether the database answers a trivial query.
-    pub async fn ping(&self) -> StorageResult<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
-    }
-
-    /// The main pool (tests read the database through it).
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
-
-    /// The worker's pool, for its LISTEN connection.
-    pub fn worker_pool(&self) -> &PgPool {
-        &self.worker_pool
-    }
-
-    pub async fn close(&self) {
-        self.pool.close().await;
-        self.worker_pool.close().await;
-    }
-}
-
-/// Appends to a list query "strictly after `after`, newest first, one row more than a page", for
-/// a list ordered by `columns`: a time and a unique key, such as `"created_at, id"`.
-fn push_page_clause<'a, K>(
-    query: &mut sqlx::QueryBuilder<'a, sqlx::Postgres>,
-    columns: &str,
-    after: Option<(chrono::DateTime<chrono::Utc>, K)>,
-    limit: crate::domain::PageLimit,
-) where
-    K: 'a + Send + sqlx::Encode<'a, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
-{
-    if let Some((at, key)) = after {
-        query
-            .push(format!(" AND ({columns}) < ("))
-            .push_bind(at)
-            .push(", ")
-            .push_bind(key)
-            .push(")");
-    }
-    let order: Vec<String> = columns.split(", ").map(|c| format!("{c} DESC")).collect();
-    query
-        .push(format!(" ORDER BY {} LIMIT ", order.join(", ")))
-        .push_bind(i64::from(limit.get()) + 1);
-}
-
-/// Cuts a `limit + 1` row fetch to one page; the extra row only tells that a next page exists.
-fn into_page<T>(
-    mut rows: Vec<T>,
-    limit: crate::domain::PageLimit,
-    cursor_of: impl Fn(&T) -> crate::domain::PageCursor,
-) -> crate::domain::Page<T> {
-    let limit = limit.get() as usize;
-    let has_more = rows.len() > limit;
-    rows.truncate(limit);
-    let next_cursor = if has_more {
-        rows.last().map(|last| cursor_of(last).encode())
-    } else {
-        None
-    };
-    crate::domain::Page {
-        data: rows,
-        next_cursor,
+    /// Opens (creating when missing) and migrates the database at `location`.
+    pub async fn open(
+        location: &DatabaseLocation,
+        pool_size: u32,
+        access: Access,
+    ) -> StorageResult<Store> {
+        let store = match location {
+            DatabaseLocation::Postgres(url) => Store(Arc::new(
+                postgres::PgStore::open(url.expose_secret(), pool_size).await?,
+            )),
+            DatabaseLocation::Sqlite(url) => Store(Arc::new(
+                sqlite::SqliteStore::open(url.expose_secret(), pool_size, access).await?,
+            )),
+        };
+        store.migrate().await?;
+        Ok(store)
     }
 }

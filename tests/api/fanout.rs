@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use vodhook::fanout::{Clock, EventHandler, ManualClock, Notification};
+use vodhook::storage::Access;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -466,10 +467,9 @@ async fn two_workers_on_separate_pools_deliver_a_thousand_events_once() {
     let shutdown = tokio_util::sync::CancellationToken::new();
     let mut workers = Vec::new();
     for _ in 0..2 {
-        let store =
-            vodhook::storage::Store::connect(app.settings.database_url.as_ref().expect("url"), 4)
-                .await
-                .expect("pool");
+        let store = vodhook::storage::Store::open(&app.settings.database(), 4, Access::Owner)
+            .await
+            .expect("pool");
         let worker =
             crate::helpers::worker_for(&app, store, Arc::new(vodhook::fanout::SystemClock));
         workers.push(tokio::spawn(
@@ -725,8 +725,11 @@ async fn secrets_are_encrypted_at_rest_with_a_key() {
     .await;
     let receiver = TestReceiver::start().await;
     let (_, secret) = app.subscribe(&receiver.url, &[]).await;
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&app.db.url)
+        .await
+        .expect("connect");
     let stored: String = sqlx::query_scalar("SELECT secret FROM subscriptions")
-        .fetch_one(app.store.pool())
+        .fetch_one(&mut conn)
         .await
         .expect("row");
     assert!(

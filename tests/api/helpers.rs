@@ -8,7 +8,7 @@ use std::net::TcpListener;
 use vodhook::config::{LogFormat, Settings};
 use vodhook::fanout::{DeliveryWorker, PrivateTargets};
 use vodhook::startup::{Application, ApplicationBuilder};
-use vodhook::storage::Store;
+use vodhook::storage::{Access, Store};
 
 /// The Postgres server the tests create their databases on (any database on it will do).
 pub fn admin_url() -> String {
@@ -117,7 +117,7 @@ pub async fn spawn_custom_app(
     let db = TestDb::create().await;
     let mut settings = test_settings(&db);
     customise(&mut settings);
-    let store = vodhook::startup::connect_and_migrate(&settings)
+    let store = vodhook::startup::connect_and_migrate(&settings, Access::Owner)
         .await
         .expect("store");
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");

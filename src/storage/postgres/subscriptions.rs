@@ -1,26 +1,17 @@
-//! Subscriptions: create, read, change, delete, rotate secrets. Secrets are stored as given
-//! (already sealed by the caller when encryption at rest is on).
+//! Postgres: subscriptions (create, read, change, delete, rotate secrets).
 
-use super::{into_page, StorageResult, Store};
-use crate::domain::{Page, PageCursor, PageLimit, Subscription};
+use super::PgStore;
+use crate::domain::{Page, PageLimit, Subscription};
+use crate::storage::shared::{self, SUBSCRIPTION_COLUMNS};
+use crate::storage::{StorageResult, SubscriptionChanges, SubscriptionStore};
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::{Postgres, QueryBuilder};
+use sqlx::{PgConnection, Postgres};
 use uuid::Uuid;
 
-const COLUMNS: &str =
-    "id, url, event_types, description, enabled, disabled_reason, created_at, updated_at";
-
-/// Fields a PATCH may change; `None` leaves a field as it is.
-#[derive(Debug, Default)]
-pub struct SubscriptionChanges {
-    pub url: Option<String>,
-    pub event_types: Option<Vec<String>>,
-    pub description: Option<Option<String>>,
-    pub enabled: Option<bool>,
-}
-
-impl Store {
-    pub async fn create_subscription(
+#[async_trait]
+impl SubscriptionStore for PgStore {
+    async fn create_subscription(
         &self,
         url: &str,
         event_types: &[String],
@@ -30,7 +21,7 @@ impl Store {
     ) -> StorageResult<Subscription> {
         let sql = format!(
             "INSERT INTO subscriptions (id, url, event_types, description, secret, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING {COLUMNS}"
+             VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING {SUBSCRIPTION_COLUMNS}"
         );
         Ok(sqlx::query_as(&sql)
             .bind(Uuid::now_v7())
@@ -43,32 +34,25 @@ impl Store {
             .await?)
     }
 
-    pub async fn get_subscription(&self, id: Uuid) -> StorageResult<Option<Subscription>> {
-        let sql = format!("SELECT {COLUMNS} FROM subscriptions WHERE id = $1");
+    async fn get_subscription(&self, id: Uuid) -> StorageResult<Option<Subscription>> {
+        let sql = format!("SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE id = $1");
         Ok(sqlx::query_as(&sql)
             .bind(id)
             .fetch_optional(&self.pool)
             .await?)
     }
 
-    pub async fn list_subscriptions(
+    async fn list_subscriptions(
         &self,
         after: Option<(DateTime<Utc>, Uuid)>,
         limit: PageLimit,
     ) -> StorageResult<Page<Subscription>> {
-        let mut query = QueryBuilder::<Postgres>::new(format!(
-            "SELECT {COLUMNS} FROM subscriptions WHERE TRUE"
-        ));
-        super::push_page_clause(&mut query, "created_at, id", after, limit);
+        let mut query = shared::list_subscriptions_query::<Postgres>(after, limit);
         let rows: Vec<Subscription> = query.build_query_as().fetch_all(&self.pool).await?;
-        Ok(into_page(rows, limit, |s| PageCursor {
-            at: s.created_at,
-            key: s.id.to_string(),
-        }))
+        Ok(shared::subscription_page(rows, limit))
     }
 
-    /// Applies the changes; re-enabling clears the reason it was disabled.
-    pub async fn update_subscription(
+    async fn update_subscription(
         &self,
         id: Uuid,
         changes: &SubscriptionChanges,
@@ -82,7 +66,7 @@ impl Store {
                enabled = COALESCE($6, enabled), \
                disabled_reason = CASE WHEN $6 IS TRUE THEN NULL ELSE disabled_reason END, \
                updated_at = $7 \
-             WHERE id = $1 RETURNING {COLUMNS}"
+             WHERE id = $1 RETURNING {SUBSCRIPTION_COLUMNS}"
         );
         let mut tx = self.pool.begin().await?;
         let updated: Option<Subscription> = sqlx::query_as(&sql)
@@ -96,14 +80,13 @@ impl Store {
             .fetch_optional(&mut *tx)
             .await?;
         if let (Some(enabled), Some(subscription)) = (changes.enabled, &updated) {
-            Store::set_paused(&mut tx, subscription.id, !enabled, now).await?;
+            set_paused(&mut tx, subscription.id, !enabled, now).await?;
         }
         tx.commit().await?;
         Ok(updated)
     }
 
-    /// Deletes the subscription and its deliveries.
-    pub async fn delete_subscription(&self, id: Uuid) -> StorageResult<bool> {
+    async fn delete_subscription(&self, id: Uuid) -> StorageResult<bool> {
         let result = sqlx::query("DELETE FROM subscriptions WHERE id = $1")
             .bind(id)
             .execute(&self.pool)
@@ -111,8 +94,7 @@ impl Store {
         Ok(result.rows_affected() > 0)
     }
 
-    /// Makes `new_secret` current; the current one keeps signing until `previous_until`.
-    pub async fn rotate_subscription_secret(
+    async fn rotate_subscription_secret(
         &self,
         id: Uuid,
         new_secret: &str,
@@ -145,5 +127,27 @@ pub(super) async fn disable(
         .bind(now)
         .execute(&mut *conn)
         .await?;
-    Store::set_paused(conn, id, true, now).await
+    set_paused(conn, id, true, now).await
+}
+
+/// Holds back (`paused`) or resumes (due now) the pending deliveries of a subscription, so that
+/// a disabled subscription's backlog never sits in front of the claim query.
+async fn set_paused(
+    conn: &mut PgConnection,
+    subscription_id: Uuid,
+    paused: bool,
+    now: DateTime<Utc>,
+) -> StorageResult<()> {
+    let (from, to) = shared::pause_transition(paused);
+    sqlx::query(
+        "UPDATE deliveries SET status = $3, next_attempt_at = GREATEST(next_attempt_at, $4), updated_at = $4 \
+         WHERE subscription_id = $1 AND status = $2",
+    )
+    .bind(subscription_id)
+    .bind(from)
+    .bind(to)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
 }

@@ -1,68 +1,15 @@
-//! Events: the ingest transaction (event + upload record, deduplicated) and event queries.
+//! Postgres: the ingest statement (event, upload record and outbox rows in one) and event reads.
 
-use super::{uploads, StorageError, StorageResult, Store};
-use crate::domain::{EventFormat, Page, PageCursor, PageLimit, StoredEvent, VodEvent};
+use super::PgStore;
+use crate::domain::{Page, PageLimit, StoredEvent};
+use crate::storage::shared::{self, EventRow, EVENT_COLUMNS};
+use crate::storage::{upsert, EventFilter, EventStore, IncomingEvent, IngestOutcome};
+use crate::storage::{StorageError, StorageResult};
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::{Postgres, QueryBuilder};
+use sqlx::Postgres;
 use std::sync::LazyLock;
 use uuid::Uuid;
-
-/// A parsed callback plus what we know about its delivery.
-#[derive(Debug)]
-pub struct IncomingEvent<'a> {
-    pub event: &'a VodEvent,
-    /// The id the event gets if it is new (time-ordered, UUIDv7).
-    pub id: Uuid,
-    pub raw_body: &'a [u8],
-    pub headers: serde_json::Value,
-    pub client_addr: Option<String>,
-    /// In-process handlers whose filter matches this event (subscriptions are matched in SQL).
-    pub handlers: Vec<String>,
-    /// Tries each new delivery gets (the retry schedule's length).
-    pub max_attempts: i32,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IngestOutcome {
-    /// The stored event: the new one, or the one this repeats.
-    pub event_id: Uuid,
-    pub duplicate: bool,
-}
-
-/// Filters of `GET /v1/events`.
-#[derive(Debug, Clone, Default)]
-pub struct EventFilter {
-    pub event_type: Option<String>,
-    pub file_id: Option<String>,
-}
-
-#[derive(sqlx::FromRow)]
-struct EventRow {
-    id: Uuid,
-    event_type: String,
-    format: String,
-    received_at: DateTime<Utc>,
-    file_id: Option<String>,
-    body: serde_json::Value,
-    headers: serde_json::Value,
-    client_addr: Option<String>,
-}
-
-impl From<EventRow> for StoredEvent {
-    fn from(row: EventRow) -> StoredEvent {
-        StoredEvent {
-            id: row.id,
-            event_type: row.event_type,
-            // The column's CHECK constraint admits only known formats.
-            format: EventFormat::parse(&row.format).unwrap_or(EventFormat::V3),
-            received_at: row.received_at,
-            file_id: row.file_id,
-            body: row.body,
-            headers: row.headers,
-            client_addr: row.client_addr,
-        }
-    }
-}
 
 /// One statement, so one round trip and one commit: the event (or the stored one it repeats),
 /// its upload record, and, for a new event, one outbox row per matching enabled subscription and
@@ -86,19 +33,14 @@ static INGEST_SQL: LazyLock<String> = LazyLock::new(|| {
            SELECT vodhook_uuid_v7(), e.id, NULL, h, 'pending', $11, e.received_at, e.received_at, e.received_at \
              FROM inserted e CROSS JOIN unnest($10::text[]) AS h) \
          SELECT id, TRUE FROM inserted UNION ALL SELECT id, FALSE FROM repeated",
-        upsert = uploads::upsert_from("stored", 12),
+        upsert = upsert::upsert_from("stored", 12),
     )
 });
 
-const EVENT_COLUMNS: &str =
-    "id, event_type, format, received_at, file_id, body, headers, client_addr";
-
-impl Store {
-    /// Stores an event, its upload record and its outbox rows atomically, unless it repeats one
-    /// already stored; returns only after commit. A repeat may still complete the upload record,
-    /// and gets no outbox rows.
+#[async_trait]
+impl EventStore for PgStore {
     #[tracing::instrument(skip_all, fields(event_type = %incoming.event.event_type, dedupe_key = %incoming.event.dedupe_key))]
-    pub async fn ingest(&self, incoming: &IncomingEvent<'_>) -> StorageResult<IngestOutcome> {
+    async fn ingest(&self, incoming: &IncomingEvent<'_>) -> StorageResult<IngestOutcome> {
         let event = incoming.event;
         // A repeat committed by another request after this statement took its snapshot is seen
         // by neither half of it (the insert skips it, the lookup cannot see it): ask again.
@@ -115,7 +57,7 @@ impl Store {
                 .bind(&incoming.client_addr)
                 .bind(&incoming.handlers)
                 .bind(incoming.max_attempts);
-            let stored = uploads::bind_fields(query, event.upload.as_ref())
+            let stored = upsert::bind_fields(query, event.upload.as_ref())
                 .fetch_optional(&self.pool)
                 .await?;
             if let Some((event_id, new)) = stored {
@@ -131,7 +73,7 @@ impl Store {
         )))
     }
 
-    pub async fn get_event(&self, id: Uuid) -> StorageResult<Option<StoredEvent>> {
+    async fn get_event(&self, id: Uuid) -> StorageResult<Option<StoredEvent>> {
         let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = $1");
         let row: Option<EventRow> = sqlx::query_as(&sql)
             .bind(id)
@@ -140,8 +82,7 @@ impl Store {
         Ok(row.map(StoredEvent::from))
     }
 
-    /// The exact bytes an event arrived with.
-    pub async fn get_event_raw_body(&self, id: Uuid) -> StorageResult<Option<Vec<u8>>> {
+    async fn get_event_raw_body(&self, id: Uuid) -> StorageResult<Option<Vec<u8>>> {
         Ok(
             sqlx::query_scalar("SELECT raw_body FROM events WHERE id = $1")
                 .bind(id)
@@ -150,31 +91,14 @@ impl Store {
         )
     }
 
-    /// Newest first; `after` is the cursor of the previous page (its key is an event id).
-    pub async fn list_events(
+    async fn list_events(
         &self,
         filter: &EventFilter,
         after: Option<(DateTime<Utc>, Uuid)>,
         limit: PageLimit,
     ) -> StorageResult<Page<StoredEvent>> {
-        let mut query =
-            QueryBuilder::<Postgres>::new(format!("SELECT {EVENT_COLUMNS} FROM events WHERE TRUE"));
-        if let Some(event_type) = &filter.event_type {
-            query
-                .push(" AND event_type = ")
-                .push_bind(event_type.clone());
-        }
-        if let Some(file_id) = &filter.file_id {
-            query.push(" AND file_id = ").push_bind(file_id.clone());
-        }
-        super::push_page_clause(&mut query, "received_at, id", after, limit);
+        let mut query = shared::list_events_query::<Postgres>(filter, after, limit);
         let rows: Vec<EventRow> = query.build_query_as().fetch_all(&self.pool).await?;
-        let events = rows.into_iter().map(StoredEvent::from).collect();
-        Ok(super::into_page(events, limit, |e: &StoredEvent| {
-            PageCursor {
-                at: e.received_at,
-                key: e.id.to_string(),
-            }
-        }))
+        Ok(shared::event_page(rows, limit))
     }
 }

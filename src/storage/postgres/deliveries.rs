@@ -1,0 +1,277 @@
+//! Postgres: the outbox's claims (SKIP LOCKED leases), fenced group settlement, and queries.
+
+use super::{subscriptions, PgStore};
+use crate::domain::{Page, PageLimit, Upload};
+use crate::storage::shared::{self, ATTEMPT_COLUMNS, DELIVERY_COLUMNS};
+use crate::storage::{
+    Attempt, ClaimedDelivery, Delivery, DeliveryFilter, DeliveryStore, ReplayRange, ReplayTarget,
+    RetryRequest, Settle, StorageResult,
+};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::types::Json;
+use sqlx::Postgres;
+use uuid::Uuid;
+
+/// A dead delivery gets one more try (and no further ones); a failing one is due now.
+const RETRY_NOW_SQL: &str = "UPDATE deliveries SET \
+    max_attempts = CASE WHEN status = 'dead' THEN attempts + 1 ELSE max_attempts END, \
+    status = 'pending', next_attempt_at = $2, completed_at = NULL, claimed_until = NULL, updated_at = $2 \
+    WHERE id = $1";
+
+/// A claim with the upload record of its event's file, read in the same statement as JSON.
+#[derive(sqlx::FromRow)]
+struct ClaimRow {
+    #[sqlx(flatten)]
+    claim: ClaimedDelivery,
+    upload_json: Option<Json<serde_json::Value>>,
+}
+
+impl ClaimRow {
+    /// A record that does not read back (a value outside what Rust's time types hold) costs the
+    /// notification its record, not the delivery.
+    fn into_claim(self) -> ClaimedDelivery {
+        let id = self.claim.id;
+        let upload = self.upload_json.and_then(|json| {
+            serde_json::from_value::<Upload>(json.0)
+                .map_err(|error| tracing::warn!(delivery_id = %id, %error, "cannot read the upload record back"))
+                .ok()
+        });
+        ClaimedDelivery {
+            upload,
+            ..self.claim
+        }
+    }
+}
+
+#[async_trait]
+impl DeliveryStore for PgStore {
+    /// Claims up to `limit` due deliveries for this process's targets: each claim counts as an
+    /// attempt and hides the row until `lease_until`, when it comes due again if not settled.
+    /// "Due" is by the later of the worker's clock and the database's, so a worker whose clock is
+    /// behind the database (which stamps new deliveries) does not hold them back.
+    async fn claim_due_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        lease: std::time::Duration,
+        limit: i64,
+        handlers: &[String],
+    ) -> StorageResult<Vec<ClaimedDelivery>> {
+        let claimed: Vec<ClaimRow> = sqlx::query_as(
+            "WITH due AS ( \
+               SELECT d.id FROM deliveries d \
+               WHERE d.status = 'pending' AND d.next_attempt_at <= GREATEST($1, now()) \
+                 AND (d.claimed_until IS NULL OR d.claimed_until <= GREATEST($1, now())) \
+                 AND (d.handler IS NULL OR d.handler = ANY($4)) \
+               ORDER BY d.next_attempt_at LIMIT $3 FOR UPDATE OF d SKIP LOCKED), \
+             claimed AS ( \
+               UPDATE deliveries d SET attempts = d.attempts + 1, \
+                 claimed_until = GREATEST($1, now()) + make_interval(secs => $2), updated_at = $1 \
+               FROM due WHERE d.id = due.id \
+               RETURNING d.id, d.attempts, d.max_attempts, d.event_id, d.subscription_id, d.handler) \
+             SELECT c.id, c.attempts, c.max_attempts, c.event_id, e.event_type, e.received_at, e.file_id, e.raw_body, \
+                    c.handler, c.subscription_id, s.url, s.secret, s.previous_secret, s.previous_secret_expires_at, \
+                    to_jsonb(u) AS upload_json \
+             FROM claimed c JOIN events e ON e.id = c.event_id LEFT JOIN subscriptions s ON s.id = c.subscription_id \
+               LEFT JOIN uploads u ON u.file_id = e.file_id",
+        )
+        .bind(now)
+        .bind(lease.as_secs_f64())
+        .bind(limit)
+        .bind(handlers)
+        .fetch_all(&self.worker_pool)
+        .await?;
+        Ok(claimed.into_iter().map(ClaimRow::into_claim).collect())
+    }
+
+    /// Records each attempt and settles each delivery, in one statement for the whole batch
+    /// (group commit: one settlement per delivery would cost a transaction each). A delivery
+    /// another worker has claimed since (its lease ran out) only gets its attempt recorded; the
+    /// result says, per entry, whether the settlement took.
+    async fn settle_deliveries(
+        &self,
+        batch: &[Settle],
+        now: DateTime<Utc>,
+    ) -> StorageResult<Vec<bool>> {
+        let ids: Vec<Uuid> = batch.iter().map(|b| b.delivery_id).collect();
+        let fences: Vec<i32> = batch.iter().map(|b| b.attempts).collect();
+        let errors: Vec<Option<String>> = batch
+            .iter()
+            .map(|b| b.attempt.error.as_deref().map(shared::storable))
+            .collect();
+        let statuses: Vec<Option<i32>> = batch.iter().map(|b| b.attempt.http_status).collect();
+        let states: Vec<_> = batch
+            .iter()
+            .map(|b| shared::settled_state(b, now))
+            .collect();
+        let outcomes: Vec<&str> = states.iter().map(|s| s.status).collect();
+        let next_attempts: Vec<DateTime<Utc>> = states.iter().map(|s| s.next_attempt_at).collect();
+        let completions: Vec<Option<DateTime<Utc>>> =
+            states.iter().map(|s| s.completed_at).collect();
+        // One statement: the attempt log and the fenced settlement in one round trip. Rows deleted
+        // meanwhile (their subscription was) are skipped rather than failing the batch; locking the
+        // live rows in id order keeps concurrent batches from deadlocking. A row paused during its
+        // try (its subscription was disabled) keeps `paused` unless the try settled it for good.
+        let held: Vec<Uuid> = sqlx::query_scalar(
+            "WITH live AS MATERIALIZED ( \
+               SELECT id FROM deliveries WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE), \
+             settled AS ( \
+               UPDATE deliveries d SET \
+                 status = CASE WHEN d.status = 'paused' AND u.status = 'pending' THEN 'paused' ELSE u.status END, \
+                 next_attempt_at = u.next_attempt_at, completed_at = u.completed_at, \
+                 last_error = u.error, last_http_status = u.http_status, updated_at = $8, claimed_until = NULL \
+               FROM unnest($1::uuid[], $2::int[], $3::text[], $4::timestamptz[], $5::timestamptz[], $6::text[], $7::int[]) \
+                 AS u(id, attempts, status, next_attempt_at, completed_at, error, http_status) \
+               WHERE d.id = u.id AND d.id IN (SELECT id FROM live) AND d.attempts = u.attempts \
+                 AND d.status IN ('pending', 'paused') \
+               RETURNING d.id), \
+             logged AS ( \
+               INSERT INTO delivery_attempts (delivery_id, attempt, started_at, duration_ms, http_status, error, response_body) \
+               SELECT a.* FROM unnest($1::uuid[], $2::int[], $9::timestamptz[], $10::float8[], $7::int[], $6::text[], $11::text[]) \
+                 AS a(delivery_id, attempt, started_at, duration_ms, http_status, error, response_body) \
+               WHERE a.delivery_id IN (SELECT id FROM live)) \
+             SELECT id FROM settled",
+        )
+        .bind(&ids)
+        .bind(&fences)
+        .bind(&outcomes)
+        .bind(&next_attempts)
+        .bind(&completions)
+        .bind(&errors)
+        .bind(&statuses)
+        .bind(now)
+        .bind(batch.iter().map(|b| b.attempt.started_at).collect::<Vec<_>>())
+        .bind(batch.iter().map(|b| b.attempt.duration_ms).collect::<Vec<_>>())
+        .bind(batch.iter().map(|b| b.attempt.response_body.as_deref().map(shared::storable)).collect::<Vec<_>>())
+        .fetch_all(&self.worker_pool)
+        .await?;
+        // Rare (a 410): disabling is a second step; should it fail, the next 410 disables it.
+        for (subscription, reason) in shared::gone_subscriptions(batch, &held) {
+            if let Err(error) = self.disable_after_gone(subscription, reason, now).await {
+                tracing::warn!(%subscription, error = format!("{error:#}"), "cannot disable a subscription that answered 410");
+            }
+        }
+        Ok(batch
+            .iter()
+            .map(|b| held.contains(&b.delivery_id))
+            .collect())
+    }
+
+    async fn get_delivery(&self, id: Uuid) -> StorageResult<Option<(Delivery, Vec<Attempt>)>> {
+        let sql = format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = $1");
+        let Some(delivery) = sqlx::query_as::<_, Delivery>(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let attempts = sqlx::query_as(
+            &format!("SELECT {ATTEMPT_COLUMNS} FROM delivery_attempts WHERE delivery_id = $1 ORDER BY attempt, id"),
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(Some((delivery, attempts)))
+    }
+
+    async fn list_deliveries(
+        &self,
+        filter: &DeliveryFilter,
+        after: Option<(DateTime<Utc>, Uuid)>,
+        limit: PageLimit,
+    ) -> StorageResult<Page<Delivery>> {
+        let mut query = shared::list_deliveries_query::<Postgres>(filter, after, limit);
+        let rows: Vec<Delivery> = query.build_query_as().fetch_all(&self.pool).await?;
+        Ok(shared::delivery_page(rows, limit))
+    }
+
+    async fn retry_delivery_now(
+        &self,
+        id: Uuid,
+        now: DateTime<Utc>,
+    ) -> StorageResult<RetryRequest> {
+        let mut tx = self.pool.begin().await?;
+        let row: Option<(String, i32, Option<DateTime<Utc>>, bool)> = sqlx::query_as(
+            "SELECT d.status, d.attempts, d.claimed_until, COALESCE(s.enabled, TRUE) FROM deliveries d \
+             LEFT JOIN subscriptions s ON s.id = d.subscription_id WHERE d.id = $1 FOR UPDATE OF d",
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((status, attempts, claimed_until, subscription_enabled)) = row else {
+            return Ok(RetryRequest::NotFound);
+        };
+        let candidate = shared::RetryCandidate {
+            status,
+            attempts,
+            claimed_until,
+            subscription_enabled,
+        };
+        let decision = shared::retry_decision(&candidate, now);
+        if decision == RetryRequest::Scheduled {
+            sqlx::query(RETRY_NOW_SQL)
+                .bind(id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(decision)
+    }
+
+    async fn replay(
+        &self,
+        target: &ReplayTarget,
+        range: &ReplayRange,
+        max_attempts: i32,
+        now: DateTime<Utc>,
+    ) -> StorageResult<u64> {
+        let (subscription_id, handler) = shared::target_columns(target);
+        let same_target = "d.event_id = e.id AND d.subscription_id IS NOT DISTINCT FROM $1 AND d.handler IS NOT DISTINCT FROM $2";
+        let sql = format!(
+            "INSERT INTO deliveries (id, event_id, subscription_id, handler, status, max_attempts, next_attempt_at, created_at, updated_at) \
+             SELECT vodhook_uuid_v7(), e.id, $1, $2, 'pending', $3, $4, $4, $4 FROM events e \
+             WHERE ($5::timestamptz IS NULL OR e.received_at >= $5) AND ($6::timestamptz IS NULL OR e.received_at < $6) \
+               AND (cardinality($7::text[]) = 0 OR e.event_type = ANY($7)) \
+               AND (NOT $8 OR (EXISTS (SELECT 1 FROM deliveries d WHERE {same_target} AND d.status = 'dead') \
+                    AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE {same_target} AND d.status <> 'dead')))"
+        );
+        let inserted = sqlx::query(&sql)
+            .bind(subscription_id)
+            .bind(handler)
+            .bind(max_attempts)
+            .bind(now)
+            .bind(range.since)
+            .bind(range.until)
+            .bind(&range.event_types)
+            .bind(range.only_failed)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(inserted)
+    }
+
+    async fn count_open_deliveries(&self) -> StorageResult<Vec<(String, String, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT COALESCE(subscription_id::text, 'handler:' || handler), status, count(*) FROM deliveries \
+             WHERE status IN ('pending', 'dead') GROUP BY 1, 2",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}
+
+impl PgStore {
+    async fn disable_after_gone(
+        &self,
+        subscription: Uuid,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> StorageResult<()> {
+        let mut tx = self.worker_pool.begin().await?;
+        subscriptions::disable(&mut tx, subscription, reason, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,139 @@
+//! The Postgres store: production, and any number of vodhook processes on one database.
+
+mod deliveries;
+mod events;
+mod subscriptions;
+mod tokens;
+mod uploads;
+
+use super::{StorageResult, StoreLifecycle};
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// Migrations embedded in the binary.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Postgres channel that wakes delivery workers in every process after an enqueue commits.
+const WAKE_CHANNEL: &str = "vodhook_deliveries";
+
+/// How long a request waits for a pooled connection before giving up with 503: well inside
+/// VOD's 5 s callback timeout, so VOD gets an answer and retries.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Connections of the worker pool: enough for claims, the settler and the LISTEN connection.
+const WORKER_POOL_SIZE: u32 = 4;
+
+#[derive(Debug, Clone)]
+pub(super) struct PgStore {
+    pool: PgPool,
+    /// The delivery worker's own connections: claims and settlements commit without waiting for
+    /// the disk flush (losing one in a crash only means one more try), and API load cannot starve
+    /// the worker of connections, nor the worker the API.
+    worker_pool: PgPool,
+    /// Host and database, for the start-up log.
+    place: String,
+}
+
+impl PgStore {
+    /// Connects eagerly, so a wrong URL or a database that is down is reported at start-up; a
+    /// database the server does not have yet is created, so a first start needs nothing prepared.
+    pub(super) async fn open(url: &str, pool_size: u32) -> StorageResult<PgStore> {
+        use sqlx::migrate::MigrateDatabase;
+        if !sqlx::Postgres::database_exists(url).await? {
+            sqlx::Postgres::create_database(url).await?;
+            tracing::info!("created the database named in DATABASE_URL");
+        }
+        let options = PgConnectOptions::from_str(url)?.application_name("vodhook");
+        let place = format!(
+            "{}:{}/{}",
+            options.get_host(),
+            options.get_port(),
+            options.get_database().unwrap_or("")
+        );
+        let pool = PgPoolOptions::new()
+            .max_connections(pool_size)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options.clone())
+            .await?;
+        let worker_pool = PgPoolOptions::new()
+            .max_connections(WORKER_POOL_SIZE)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_lazy_with(
+                options
+                    .application_name("vodhook-worker")
+                    .options([("synchronous_commit", "off")]),
+            );
+        Ok(PgStore {
+            pool,
+            worker_pool,
+            place,
+        })
+    }
+}
+
+#[async_trait]
+impl StoreLifecycle for PgStore {
+    fn describe(&self) -> String {
+        format!("postgres at {}", self.place)
+    }
+
+    async fn migrate(&self) -> StorageResult<()> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> StorageResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+        self.worker_pool.close().await;
+    }
+
+    async fn notify_workers(&self) -> StorageResult<()> {
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(WAKE_CHANNEL)
+            .execute(&self.worker_pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn relay_wakeups(&self, wake: Arc<Notify>, shutdown: CancellationToken) {
+        while !shutdown.is_cancelled() {
+            match sqlx::postgres::PgListener::connect_with(&self.worker_pool).await {
+                Ok(mut listener) => {
+                    if let Err(error) = listener.listen(WAKE_CHANNEL).await {
+                        tracing::warn!(%error, "cannot LISTEN for deliveries; polling only");
+                    } else {
+                        loop {
+                            tokio::select! {
+                                received = listener.recv() => match received {
+                                    Ok(_) => wake.notify_one(),
+                                    Err(error) => {
+                                        tracing::warn!(%error, "LISTEN connection lost; reconnecting");
+                                        break;
+                                    }
+                                },
+                                () = shutdown.cancelled() => return,
+                            }
+                        }
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot open a LISTEN connection; polling only")
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                () = shutdown.cancelled() => return,
+            }
+        }
+    }
+}

@@ -1,0 +1,363 @@
+//! What both stores decide alike: the list queries (whose SQL both dialects read the same way),
+//! paging, settlement outcomes and the rules of a manual retry.
+
+use super::model::{
+    DeliveryFilter, EventFilter, ReplayTarget, RetryRequest, Settle, Settlement, UploadFilter,
+};
+use crate::domain::{EventFormat, Page, PageCursor, PageLimit, StoredEvent, Subscription, Upload};
+use chrono::{DateTime, Utc};
+use sqlx::{Database, Encode, QueryBuilder, Type};
+use uuid::Uuid;
+
+pub(super) const EVENT_COLUMNS: &str =
+    "id, event_type, format, received_at, file_id, body, headers, client_addr";
+
+pub(super) const UPLOAD_COLUMNS: &str = "file_id, media_url, source_type, source_context, \
+    procedure_task_id, review_audio_video_task_id, name, media_type, cover_url, storage_region, \
+    class_id, size_bytes, duration_seconds, media_created_at, first_event_id, received_at, updated_at";
+
+pub(super) const DELIVERY_COLUMNS: &str =
+    "id, event_id, subscription_id, handler, status, attempts, max_attempts, \
+    next_attempt_at, last_error, last_http_status, created_at, updated_at, completed_at";
+
+pub(super) const SUBSCRIPTION_COLUMNS: &str =
+    "id, url, event_types, description, enabled, disabled_reason, created_at, updated_at";
+
+pub(super) const ATTEMPT_COLUMNS: &str =
+    "attempt, started_at, duration_ms, http_status, error, response_body";
+
+/// An event as both stores return it (the body and headers are JSON in either).
+#[derive(sqlx::FromRow)]
+pub(super) struct EventRow {
+    id: Uuid,
+    event_type: String,
+    format: String,
+    received_at: DateTime<Utc>,
+    file_id: Option<String>,
+    body: serde_json::Value,
+    headers: serde_json::Value,
+    client_addr: Option<String>,
+}
+
+impl From<EventRow> for StoredEvent {
+    fn from(row: EventRow) -> StoredEvent {
+        StoredEvent {
+            id: row.id,
+            event_type: row.event_type,
+            // The column's CHECK constraint admits only known formats.
+            format: EventFormat::parse(&row.format).unwrap_or(EventFormat::V3),
+            received_at: row.received_at,
+            file_id: row.file_id,
+            body: row.body,
+            headers: row.headers,
+            client_addr: row.client_addr,
+        }
+    }
+}
+
+/// Text the stores keep: Postgres text cannot hold U+0000, and a subscriber's answer may contain
+/// it, so both stores replace it alike.
+pub(super) fn storable(text: &str) -> String {
+    text.replace('\0', "\u{FFFD}")
+}
+
+/// The kinds of value the shared queries bind, for whichever database runs them.
+pub(super) trait Binder<'a>: Database {
+    fn text(query: &mut QueryBuilder<'a, Self>, value: String);
+    fn uuid(query: &mut QueryBuilder<'a, Self>, value: Uuid);
+    fn time(query: &mut QueryBuilder<'a, Self>, value: DateTime<Utc>);
+    fn int(query: &mut QueryBuilder<'a, Self>, value: i64);
+}
+
+impl<'a, DB: Database> Binder<'a> for DB
+where
+    String: Encode<'a, DB> + Type<DB>,
+    Uuid: Encode<'a, DB> + Type<DB>,
+    DateTime<Utc>: Encode<'a, DB> + Type<DB>,
+    i64: Encode<'a, DB> + Type<DB>,
+{
+    fn text(query: &mut QueryBuilder<'a, Self>, value: String) {
+        query.push_bind(value);
+    }
+    fn uuid(query: &mut QueryBuilder<'a, Self>, value: Uuid) {
+        query.push_bind(value);
+    }
+    fn time(query: &mut QueryBuilder<'a, Self>, value: DateTime<Utc>) {
+        query.push_bind(value);
+    }
+    fn int(query: &mut QueryBuilder<'a, Self>, value: i64) {
+        query.push_bind(value);
+    }
+}
+
+/// The unique key that breaks ties between rows of the same time in a list.
+pub(super) enum PageKey {
+    Uuid(Uuid),
+    Text(String),
+}
+
+/// Appends "strictly after `after`, newest first, one row more than a page" to a list query
+/// ordered by `columns`: a time and a unique key, such as `"created_at, id"`.
+fn push_page_clause<'a, DB: Binder<'a>>(
+    query: &mut QueryBuilder<'a, DB>,
+    columns: &str,
+    after: Option<(DateTime<Utc>, PageKey)>,
+    limit: PageLimit,
+) {
+    if let Some((at, key)) = after {
+        query.push(format!(" AND ({columns}) < ("));
+        DB::time(query, at);
+        query.push(", ");
+        match key {
+            PageKey::Uuid(key) => DB::uuid(query, key),
+            PageKey::Text(key) => DB::text(query, key),
+        }
+        query.push(")");
+    }
+    let order: Vec<String> = columns.split(", ").map(|c| format!("{c} DESC")).collect();
+    query.push(format!(" ORDER BY {} LIMIT ", order.join(", ")));
+    DB::int(query, i64::from(limit.get()) + 1);
+}
+
+fn push_equal<'a, DB: Binder<'a>>(query: &mut QueryBuilder<'a, DB>, column: &str, value: String) {
+    query.push(format!(" AND {column} = "));
+    DB::text(query, value);
+}
+
+fn push_equal_uuid<'a, DB: Binder<'a>>(
+    query: &mut QueryBuilder<'a, DB>,
+    column: &str,
+    value: Uuid,
+) {
+    query.push(format!(" AND {column} = "));
+    DB::uuid(query, value);
+}
+
+pub(super) fn list_events_query<'a, DB: Binder<'a>>(
+    filter: &EventFilter,
+    after: Option<(DateTime<Utc>, Uuid)>,
+    limit: PageLimit,
+) -> QueryBuilder<'a, DB> {
+    let mut query = QueryBuilder::new(format!("SELECT {EVENT_COLUMNS} FROM events WHERE TRUE"));
+    if let Some(event_type) = &filter.event_type {
+        push_equal(&mut query, "event_type", event_type.clone());
+    }
+    if let Some(file_id) = &filter.file_id {
+        push_equal(&mut query, "file_id", file_id.clone());
+    }
+    let after = after.map(|(at, id)| (at, PageKey::Uuid(id)));
+    push_page_clause(&mut query, "received_at, id", after, limit);
+    query
+}
+
+pub(super) fn event_page(rows: Vec<EventRow>, limit: PageLimit) -> Page<StoredEvent> {
+    let events = rows.into_iter().map(StoredEvent::from).collect();
+    into_page(events, limit, |e: &StoredEvent| PageCursor {
+        at: e.received_at,
+        key: e.id.to_string(),
+    })
+}
+
+/// How a store compares a text column with a filter value its index can serve.
+pub(super) type EqualityClause = fn(column: &str) -> (String, String, String);
+
+/// `equality` turns a column into the SQL around the value, bound twice: before, between and
+/// after (Postgres indexes long text by its prefix, SQLite compares whole values).
+pub(super) fn list_uploads_query<'a, DB: Binder<'a>>(
+    filter: &UploadFilter,
+    after: Option<&PageCursor>,
+    limit: PageLimit,
+    equality: EqualityClause,
+) -> QueryBuilder<'a, DB> {
+    let mut query = QueryBuilder::new(format!("SELECT {UPLOAD_COLUMNS} FROM uploads WHERE TRUE"));
+    let equal = [
+        ("source_context", &filter.source_context),
+        ("source_type", &filter.source_type),
+        ("procedure_task_id", &filter.procedure_task_id),
+        ("storage_region", &filter.storage_region),
+    ];
+    for (column, value) in equal {
+        if let Some(value) = value {
+            let (before, between, end) = equality(column);
+            query.push(before);
+            DB::text(&mut query, value.clone());
+            query.push(between);
+            DB::text(&mut query, value.clone());
+            query.push(end);
+        }
+    }
+    if let Some(t) = filter.received_after {
+        query.push(" AND received_at > ");
+        DB::time(&mut query, t);
+    }
+    if let Some(t) = filter.received_before {
+        query.push(" AND received_at < ");
+        DB::time(&mut query, t);
+    }
+    let after = after.map(|c| (c.at, PageKey::Text(c.key.clone())));
+    push_page_clause(&mut query, "received_at, file_id", after, limit);
+    query
+}
+
+pub(super) fn upload_page(rows: Vec<Upload>, limit: PageLimit) -> Page<Upload> {
+    into_page(rows, limit, |u| PageCursor {
+        at: u.received_at,
+        key: u.fields.file_id.to_string(),
+    })
+}
+
+pub(super) fn list_subscriptions_query<'a, DB: Binder<'a>>(
+    after: Option<(DateTime<Utc>, Uuid)>,
+    limit: PageLimit,
+) -> QueryBuilder<'a, DB> {
+    let mut query = QueryBuilder::new(format!(
+        "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE TRUE"
+    ));
+    let after = after.map(|(at, id)| (at, PageKey::Uuid(id)));
+    push_page_clause(&mut query, "created_at, id", after, limit);
+    query
+}
+
+pub(super) fn subscription_page(rows: Vec<Subscription>, limit: PageLimit) -> Page<Subscription> {
+    into_page(rows, limit, |s| PageCursor {
+        at: s.created_at,
+        key: s.id.to_string(),
+    })
+}
+
+pub(super) fn list_deliveries_query<'a, DB: Binder<'a>>(
+    filter: &DeliveryFilter,
+    after: Option<(DateTime<Utc>, Uuid)>,
+    limit: PageLimit,
+) -> QueryBuilder<'a, DB> {
+    let mut query = QueryBuilder::new(format!(
+        "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE TRUE"
+    ));
+    if let Some(id) = filter.subscription_id {
+        push_equal_uuid(&mut query, "subscription_id", id);
+    }
+    if let Some(handler) = &filter.handler {
+        push_equal(&mut query, "handler", handler.clone());
+    }
+    if let Some(id) = filter.event_id {
+        push_equal_uuid(&mut query, "event_id", id);
+    }
+    if let Some(status) = &filter.status {
+        push_equal(&mut query, "status", status.clone());
+    }
+    let after = after.map(|(at, id)| (at, PageKey::Uuid(id)));
+    push_page_clause(&mut query, "created_at, id", after, limit);
+    query
+}
+
+pub(super) fn delivery_page(
+    rows: Vec<super::model::Delivery>,
+    limit: PageLimit,
+) -> Page<super::model::Delivery> {
+    into_page(rows, limit, |d| PageCursor {
+        at: d.created_at,
+        key: d.id.to_string(),
+    })
+}
+
+/// Cuts a `limit + 1` row fetch to one page; the extra row only tells that a next page exists.
+fn into_page<T>(
+    mut rows: Vec<T>,
+    limit: PageLimit,
+    cursor_of: impl Fn(&T) -> PageCursor,
+) -> Page<T> {
+    let limit = limit.get() as usize;
+    let has_more = rows.len() > limit;
+    rows.truncate(limit);
+    let next_cursor = if has_more {
+        rows.last().map(|last| cursor_of(last).encode())
+    } else {
+        None
+    };
+    Page {
+        data: rows,
+        next_cursor,
+    }
+}
+
+/// The columns a settlement writes: status, next due time, completion time.
+pub(super) struct SettledState {
+    pub status: &'static str,
+    pub next_attempt_at: DateTime<Utc>,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+pub(super) fn settled_state(settle: &Settle, now: DateTime<Utc>) -> SettledState {
+    let (status, next_attempt_at, completed_at) = match settle.settlement {
+        Settlement::Succeeded => ("succeeded", now, Some(now)),
+        Settlement::RetryAt(at) => ("pending", at, None),
+        Settlement::Dead | Settlement::DeadAndDisable(_) => ("dead", now, Some(now)),
+    };
+    SettledState {
+        status,
+        next_attempt_at,
+        completed_at,
+    }
+}
+
+/// The subscriptions to disable after a batch settled: those whose target answered 410, for
+/// the deliveries whose settlement took.
+pub(super) fn gone_subscriptions<'b>(
+    batch: &'b [Settle],
+    held: &[Uuid],
+) -> impl Iterator<Item = (Uuid, &'b str)> + 'b {
+    let held: Vec<Uuid> = batch
+        .iter()
+        .map(|b| b.delivery_id)
+        .filter(|id| held.contains(id))
+        .collect();
+    batch.iter().filter_map(
+        move |settle| match (&settle.settlement, settle.subscription_id) {
+            (Settlement::DeadAndDisable(reason), Some(subscription))
+                if held.contains(&settle.delivery_id) =>
+            {
+                Some((subscription, reason.as_str()))
+            }
+            _ => None,
+        },
+    )
+}
+
+/// The delivery a manual retry found, as stored.
+pub(super) struct RetryCandidate {
+    pub status: String,
+    pub attempts: i32,
+    pub claimed_until: Option<DateTime<Utc>>,
+    pub subscription_enabled: bool,
+}
+
+/// Whether a manual retry may go ahead (`Scheduled`) or what leaves the delivery alone.
+pub(super) fn retry_decision(candidate: &RetryCandidate, now: DateTime<Utc>) -> RetryRequest {
+    match candidate.status.as_str() {
+        "succeeded" => RetryRequest::AlreadySucceeded,
+        _ if !candidate.subscription_enabled => RetryRequest::SubscriptionDisabled,
+        "pending"
+            if candidate.attempts == 0 || candidate.claimed_until.is_some_and(|t| t > now) =>
+        {
+            RetryRequest::InFlight
+        }
+        _ => RetryRequest::Scheduled,
+    }
+}
+
+/// A replay target as the deliveries table names it: (subscription_id, handler).
+pub(super) fn target_columns(target: &ReplayTarget) -> (Option<Uuid>, Option<&str>) {
+    match target {
+        ReplayTarget::Subscription(id) => (Some(*id), None),
+        ReplayTarget::Handler(name) => (None, Some(name.as_str())),
+    }
+}
+
+/// The statuses `update_subscription` moves pending deliveries between: (from, to).
+pub(super) fn pause_transition(paused: bool) -> (&'static str, &'static str) {
+    if paused {
+        ("pending", "paused")
+    } else {
+        ("paused", "pending")
+    }
+}

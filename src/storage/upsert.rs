@@ -1,0 +1,108 @@
+//! The upload-record upsert both stores run: insert a record, or fill the gaps of one.
+
+use crate::domain::UploadFields;
+use sqlx::{Database, Encode, Type};
+
+/// Columns that come from VOD; a repeat of the upload fills those still empty.
+const VOD_COLUMNS: [&str; 13] = [
+    "media_url",
+    "source_type",
+    "source_context",
+    "procedure_task_id",
+    "review_audio_video_task_id",
+    "name",
+    "media_type",
+    "cover_url",
+    "storage_region",
+    "class_id",
+    "size_bytes",
+    "duration_seconds",
+    "media_created_at",
+];
+
+/// The upload part of the ingest statement: insert the record for the event in `source` (a CTE
+/// with `id` and `received_at`), or fill the gaps of an existing record (a v2 and a v3 copy of one
+/// upload carry different fields), touching `updated_at` only when something changed. v3 calls
+/// every upload `Upload`; v2's ClientUpload/ServerUpload says more, so it wins whichever came
+/// first. The record's fields are parameters `$first..`, in the order `bind_fields` binds them;
+/// a NULL FileId means the event makes no record.
+pub(super) fn upsert_from(source: &str, first: usize) -> String {
+    let fill = |c: &&str| {
+        match *c {
+        "source_type" => "CASE WHEN uploads.source_type = 'Upload' \
+                          AND EXCLUDED.source_type IN ('ClientUpload', 'ServerUpload') \
+                          THEN EXCLUDED.source_type ELSE COALESCE(uploads.source_type, EXCLUDED.source_type) END"
+            .to_owned(),
+        _ => format!("COALESCE(uploads.{c}, EXCLUDED.{c})"),
+    }
+    };
+    let values: Vec<String> = (first..first + 1 + VOD_COLUMNS.len())
+        .map(|i| format!("${i}"))
+        .collect();
+    let set: Vec<String> = VOD_COLUMNS
+        .iter()
+        .map(|c| format!("{c} = {}", fill(c)))
+        .collect();
+    let changed: Vec<String> = VOD_COLUMNS
+        .iter()
+        .map(|c| format!("uploads.{c} IS DISTINCT FROM {}", fill(c)))
+        .collect();
+    format!(
+        "INSERT INTO uploads (file_id, {vod}, first_event_id, received_at, updated_at) \
+         SELECT {values}, ev.id, ev.received_at, ev.received_at FROM {source} ev WHERE CAST(${first} AS TEXT) IS NOT NULL \
+         ON CONFLICT (file_id) DO UPDATE SET {set}, updated_at = EXCLUDED.updated_at \
+         WHERE {changed}",
+        vod = VOD_COLUMNS.join(", "),
+        values = values.join(", "),
+        set = set.join(", "),
+        changed = changed.join(" OR "),
+    )
+}
+
+/// Binds the record's fields for `upsert_from` (all NULL when there is no record), in order.
+pub(super) fn bind_fields<'q, DB, Q>(query: Q, fields: Option<&'q UploadFields>) -> Q
+where
+    DB: Database,
+    Q: BindValue<'q, DB>,
+    Option<&'q str>: Encode<'q, DB> + Type<DB>,
+    Option<i64>: Encode<'q, DB> + Type<DB>,
+    Option<f64>: Encode<'q, DB> + Type<DB>,
+    Option<chrono::DateTime<chrono::Utc>>: Encode<'q, DB> + Type<DB>,
+{
+    query
+        .bind_value(fields.map(|f| f.file_id.as_str()))
+        .bind_value(fields.and_then(|f| f.media_url.as_deref()))
+        .bind_value(fields.and_then(|f| f.source_type.as_deref()))
+        .bind_value(fields.and_then(|f| f.source_context.as_deref()))
+        .bind_value(fields.and_then(|f| f.procedure_task_id.as_deref()))
+        .bind_value(fields.and_then(|f| f.review_audio_video_task_id.as_deref()))
+        .bind_value(fields.and_then(|f| f.name.as_deref()))
+        .bind_value(fields.and_then(|f| f.media_type.as_deref()))
+        .bind_value(fields.and_then(|f| f.cover_url.as_deref()))
+        .bind_value(fields.and_then(|f| f.storage_region.as_deref()))
+        .bind_value(fields.and_then(|f| f.class_id))
+        .bind_value(fields.and_then(|f| f.size_bytes))
+        .bind_value(fields.and_then(|f| f.duration_seconds))
+        .bind_value(fields.and_then(|f| f.media_created_at))
+}
+
+/// A query that takes one more parameter (sqlx's `Query` and `QueryAs` alike).
+pub(super) trait BindValue<'q, DB: Database>: Sized {
+    fn bind_value<T: 'q + Encode<'q, DB> + Type<DB>>(self, value: T) -> Self;
+}
+
+impl<'q, DB: Database> BindValue<'q, DB>
+    for sqlx::query::Query<'q, DB, <DB as Database>::Arguments<'q>>
+{
+    fn bind_value<T: 'q + Encode<'q, DB> + Type<DB>>(self, value: T) -> Self {
+        self.bind(value)
+    }
+}
+
+impl<'q, DB: Database, O> BindValue<'q, DB>
+    for sqlx::query::QueryAs<'q, DB, O, <DB as Database>::Arguments<'q>>
+{
+    fn bind_value<T: 'q + Encode<'q, DB> + Type<DB>>(self, value: T) -> Self {
+        self.bind(value)
+    }
+}
