@@ -2,6 +2,7 @@
 
 use crate::config::Settings;
 use crate::domain::ApiToken;
+use crate::first_run;
 use crate::simulate::{self, SimulatedEvent};
 use crate::startup::{self, Application};
 use crate::storage::Access;
@@ -90,7 +91,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     telemetry::init(settings.log_format);
     match cli.command {
         Command::Serve => {
-            let app = Application::build(settings).await?;
+            let store = startup::connect_and_migrate(&settings, Access::Owner).await?;
+            first_run::ensure_api_token(&settings, &store).await?;
+            let app = Application::builder(settings).store(store).build().await?;
             app.run_until_stopped()
                 .await
                 .context("the HTTP server failed")?;

@@ -5,6 +5,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod fanout;
+pub mod first_run;
 pub mod metrics;
 pub mod routes;
 pub mod simulate;

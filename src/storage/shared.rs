@@ -26,6 +26,28 @@ pub(super) const SUBSCRIPTION_COLUMNS: &str =
 pub(super) const ATTEMPT_COLUMNS: &str =
     "attempt, started_at, duration_ms, http_status, error, response_body";
 
+/// Statements both dialects read alike.
+pub(super) const UPDATE_SUBSCRIPTION_SQL: &str = "UPDATE subscriptions SET \
+    url = COALESCE($2, url), \
+    event_types = COALESCE($3, event_types), \
+    description = CASE WHEN $4 THEN $5 ELSE description END, \
+    enabled = COALESCE($6, enabled), \
+    disabled_reason = CASE WHEN $6 IS TRUE THEN NULL ELSE disabled_reason END, \
+    updated_at = $7 \
+    WHERE id = $1 RETURNING id, url, event_types, description, enabled, disabled_reason, created_at, updated_at";
+
+pub(super) const ROTATE_SECRET_SQL: &str = "UPDATE subscriptions SET previous_secret = secret, \
+    previous_secret_expires_at = $3, secret = $2, updated_at = $4 WHERE id = $1";
+
+pub(super) const DISABLE_SUBSCRIPTION_SQL: &str =
+    "UPDATE subscriptions SET enabled = FALSE, disabled_reason = $2, updated_at = $3 WHERE id = $1";
+
+/// A dead delivery gets one more try (and no further ones); a failing one is due now.
+pub(super) const RETRY_NOW_SQL: &str = "UPDATE deliveries SET \
+    max_attempts = CASE WHEN status = 'dead' THEN attempts + 1 ELSE max_attempts END, \
+    status = 'pending', next_attempt_at = $2, completed_at = NULL, claimed_until = NULL, updated_at = $2 \
+    WHERE id = $1";
+
 /// An event as both stores return it (the body and headers are JSON in either).
 #[derive(sqlx::FromRow)]
 pub(super) struct EventRow {
@@ -158,11 +180,10 @@ pub(super) fn event_page(rows: Vec<EventRow>, limit: PageLimit) -> Page<StoredEv
     })
 }
 
-/// How a store compares a text column with a filter value its index can serve.
-pub(super) type EqualityClause = fn(column: &str) -> (String, String, String);
+/// How a store compares a text column with a filter value so that its index serves it: the SQL
+/// pieces with the value bound between each two.
+pub(super) type EqualityClause = fn(column: &str) -> Vec<String>;
 
-/// `equality` turns a column into the SQL around the value, bound twice: before, between and
-/// after (Postgres indexes long text by its prefix, SQLite compares whole values).
 pub(super) fn list_uploads_query<'a, DB: Binder<'a>>(
     filter: &UploadFilter,
     after: Option<&PageCursor>,
@@ -178,12 +199,13 @@ pub(super) fn list_uploads_query<'a, DB: Binder<'a>>(
     ];
     for (column, value) in equal {
         if let Some(value) = value {
-            let (before, between, end) = equality(column);
-            query.push(before);
-            DB::text(&mut query, value.clone());
-            query.push(between);
-            DB::text(&mut query, value.clone());
-            query.push(end);
+            let pieces = equality(column);
+            for (i, piece) in pieces.iter().enumerate() {
+                if i > 0 {
+                    DB::text(&mut query, value.clone());
+                }
+                query.push(piece);
+            }
         }
     }
     if let Some(t) = filter.received_after {
@@ -323,25 +345,54 @@ pub(super) fn gone_subscriptions<'b>(
     )
 }
 
-/// The delivery a manual retry found, as stored.
-pub(super) struct RetryCandidate {
-    pub status: String,
-    pub attempts: i32,
-    pub claimed_until: Option<DateTime<Utc>>,
-    pub subscription_enabled: bool,
-}
+/// The delivery a manual retry found, as stored: status, attempts, lease end, and whether its
+/// subscription (if any) is enabled.
+pub(super) type RetryCandidate = (String, i32, Option<DateTime<Utc>>, bool);
+
+/// Reads a manual retry's candidate; both stores lock the row as they read it.
+pub(super) const RETRY_CANDIDATE_SQL: &str =
+    "SELECT d.status, d.attempts, d.claimed_until, COALESCE(s.enabled, TRUE) FROM deliveries d \
+     LEFT JOIN subscriptions s ON s.id = d.subscription_id WHERE d.id = $1";
 
 /// Whether a manual retry may go ahead (`Scheduled`) or what leaves the delivery alone.
-pub(super) fn retry_decision(candidate: &RetryCandidate, now: DateTime<Utc>) -> RetryRequest {
-    match candidate.status.as_str() {
+pub(super) fn retry_decision(
+    candidate: Option<&RetryCandidate>,
+    now: DateTime<Utc>,
+) -> RetryRequest {
+    let Some((status, attempts, claimed_until, subscription_enabled)) = candidate else {
+        return RetryRequest::NotFound;
+    };
+    match status.as_str() {
         "succeeded" => RetryRequest::AlreadySucceeded,
-        _ if !candidate.subscription_enabled => RetryRequest::SubscriptionDisabled,
-        "pending"
-            if candidate.attempts == 0 || candidate.claimed_until.is_some_and(|t| t > now) =>
-        {
+        _ if !subscription_enabled => RetryRequest::SubscriptionDisabled,
+        "pending" if *attempts == 0 || claimed_until.is_some_and(|t| t > now) => {
             RetryRequest::InFlight
         }
         _ => RetryRequest::Scheduled,
+    }
+}
+
+/// Pending and dead deliveries per target and status.
+pub(super) const OPEN_DELIVERIES_SQL: &str =
+    "SELECT subscription_id, handler, status, count(*) AS count FROM deliveries \
+     WHERE status IN ('pending', 'dead') GROUP BY subscription_id, handler, status";
+
+#[derive(sqlx::FromRow)]
+pub(super) struct OpenDeliveries {
+    subscription_id: Option<Uuid>,
+    handler: Option<String>,
+    status: String,
+    count: i64,
+}
+
+impl OpenDeliveries {
+    /// (target, status, count), the target being a subscription id or `handler:<name>`.
+    pub(super) fn labelled(self) -> (String, String, i64) {
+        let target = match (self.subscription_id, self.handler) {
+            (Some(id), _) => id.to_string(),
+            (None, handler) => format!("handler:{}", handler.unwrap_or_default()),
+        };
+        (target, self.status, self.count)
     }
 }
 

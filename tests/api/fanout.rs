@@ -14,9 +14,9 @@ use std::time::Duration;
 use vodhook::fanout::{Clock, EventHandler, ManualClock, Notification};
 use vodhook::storage::Access;
 
-const WAIT: Duration = Duration::from_secs(20);
+pub const WAIT: Duration = Duration::from_secs(20);
 
-fn verify(secret: &str, received: &crate::receiver::Received) {
+pub fn verify(secret: &str, received: &crate::receiver::Received) {
     standardwebhooks::Webhook::new(secret)
         .expect("secret")
         .verify(&received.body, &received.headers)

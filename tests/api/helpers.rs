@@ -280,6 +280,7 @@ pub fn vodhook_command(args: &[&str]) -> std::process::Command {
     command.args(args);
     for var in [
         "DATABASE_URL",
+        "VODHOOK_DATA_DIR",
         "VODHOOK_LISTEN",
         "VODHOOK_API_TOKENS",
         "VODHOOK_CALLBACK_TOKEN",
@@ -304,6 +305,11 @@ pub fn free_port() -> u16 {
 impl ServerProcess {
     /// Starts `vodhook serve` with `env` and waits until it answers /healthz.
     pub async fn start(env: &[(&str, &str)]) -> ServerProcess {
+        ServerProcess::start_in(None, env).await
+    }
+
+    /// `start`, in the working directory `dir` (where SQLite's default file goes).
+    pub async fn start_in(dir: Option<&std::path::Path>, env: &[(&str, &str)]) -> ServerProcess {
         let port = free_port();
         let log_path =
             std::env::temp_dir().join(format!("vodhook-test-{}.log", uuid::Uuid::new_v4()));
@@ -315,6 +321,9 @@ impl ServerProcess {
             .envs(env.iter().copied())
             .stdout(log.try_clone().expect("log"))
             .stderr(log);
+        if let Some(dir) = dir {
+            command.current_dir(dir);
+        }
         let mut child = command.spawn().expect("spawn vodhook");
         let address = format!("http://127.0.0.1:{port}");
         let client = reqwest::Client::new();

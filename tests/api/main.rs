@@ -9,4 +9,5 @@ mod fanout;
 mod health;
 mod helpers;
 mod receiver;
+mod sqlite;
 mod uploads;

@@ -13,12 +13,6 @@ use sqlx::types::Json;
 use sqlx::Postgres;
 use uuid::Uuid;
 
-/// A dead delivery gets one more try (and no further ones); a failing one is due now.
-const RETRY_NOW_SQL: &str = "UPDATE deliveries SET \
-    max_attempts = CASE WHEN status = 'dead' THEN attempts + 1 ELSE max_attempts END, \
-    status = 'pending', next_attempt_at = $2, completed_at = NULL, claimed_until = NULL, updated_at = $2 \
-    WHERE id = $1";
-
 /// A claim with the upload record of its event's file, read in the same statement as JSON.
 #[derive(sqlx::FromRow)]
 struct ClaimRow {
@@ -192,25 +186,14 @@ impl DeliveryStore for PgStore {
         now: DateTime<Utc>,
     ) -> StorageResult<RetryRequest> {
         let mut tx = self.pool.begin().await?;
-        let row: Option<(String, i32, Option<DateTime<Utc>>, bool)> = sqlx::query_as(
-            "SELECT d.status, d.attempts, d.claimed_until, COALESCE(s.enabled, TRUE) FROM deliveries d \
-             LEFT JOIN subscriptions s ON s.id = d.subscription_id WHERE d.id = $1 FOR UPDATE OF d",
-        )
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some((status, attempts, claimed_until, subscription_enabled)) = row else {
-            return Ok(RetryRequest::NotFound);
-        };
-        let candidate = shared::RetryCandidate {
-            status,
-            attempts,
-            claimed_until,
-            subscription_enabled,
-        };
-        let decision = shared::retry_decision(&candidate, now);
+        let candidate: Option<shared::RetryCandidate> =
+            sqlx::query_as(&format!("{} FOR UPDATE OF d", shared::RETRY_CANDIDATE_SQL))
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let decision = shared::retry_decision(candidate.as_ref(), now);
         if decision == RetryRequest::Scheduled {
-            sqlx::query(RETRY_NOW_SQL)
+            sqlx::query(shared::RETRY_NOW_SQL)
                 .bind(id)
                 .bind(now)
                 .execute(&mut *tx)
@@ -253,12 +236,13 @@ impl DeliveryStore for PgStore {
     }
 
     async fn count_open_deliveries(&self) -> StorageResult<Vec<(String, String, i64)>> {
-        Ok(sqlx::query_as(
-            "SELECT COALESCE(subscription_id::text, 'handler:' || handler), status, count(*) FROM deliveries \
-             WHERE status IN ('pending', 'dead') GROUP BY 1, 2",
-        )
-        .fetch_all(&self.pool)
-        .await?)
+        let rows: Vec<shared::OpenDeliveries> = sqlx::query_as(shared::OPEN_DELIVERIES_SQL)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(shared::OpenDeliveries::labelled)
+            .collect())
     }
 }
 

@@ -58,18 +58,8 @@ impl SubscriptionStore for PgStore {
         changes: &SubscriptionChanges,
         now: DateTime<Utc>,
     ) -> StorageResult<Option<Subscription>> {
-        let sql = format!(
-            "UPDATE subscriptions SET \
-               url = COALESCE($2, url), \
-               event_types = COALESCE($3, event_types), \
-               description = CASE WHEN $4 THEN $5 ELSE description END, \
-               enabled = COALESCE($6, enabled), \
-               disabled_reason = CASE WHEN $6 IS TRUE THEN NULL ELSE disabled_reason END, \
-               updated_at = $7 \
-             WHERE id = $1 RETURNING {SUBSCRIPTION_COLUMNS}"
-        );
         let mut tx = self.pool.begin().await?;
-        let updated: Option<Subscription> = sqlx::query_as(&sql)
+        let updated: Option<Subscription> = sqlx::query_as(shared::UPDATE_SUBSCRIPTION_SQL)
             .bind(id)
             .bind(&changes.url)
             .bind(&changes.event_types)
@@ -101,15 +91,13 @@ impl SubscriptionStore for PgStore {
         previous_until: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> StorageResult<bool> {
-        let result = sqlx::query(
-            "UPDATE subscriptions SET previous_secret = secret, previous_secret_expires_at = $3, secret = $2, updated_at = $4 WHERE id = $1",
-        )
-        .bind(id)
-        .bind(new_secret)
-        .bind(previous_until)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
+        let result = sqlx::query(shared::ROTATE_SECRET_SQL)
+            .bind(id)
+            .bind(new_secret)
+            .bind(previous_until)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
         Ok(result.rows_affected() > 0)
     }
 }
@@ -121,7 +109,7 @@ pub(super) async fn disable(
     reason: &str,
     now: DateTime<Utc>,
 ) -> StorageResult<()> {
-    sqlx::query("UPDATE subscriptions SET enabled = FALSE, disabled_reason = $2, updated_at = $3 WHERE id = $1")
+    sqlx::query(shared::DISABLE_SUBSCRIPTION_SQL)
         .bind(id)
         .bind(reason)
         .bind(now)

@@ -9,12 +9,12 @@ use sqlx::Postgres;
 
 /// Filter columns hold whatever VOD (or a stranger) sends, and a btree entry must stay small,
 /// so they are indexed by their first 256 characters: compare that prefix, then the whole value.
-fn prefix_equality(column: &str) -> (String, String, String) {
-    (
+fn prefix_equality(column: &str) -> Vec<String> {
+    vec![
         format!(" AND left({column}, 256) = left("),
         format!(", 256) AND {column} = "),
         String::new(),
-    )
+    ]
 }
 
 #[async_trait]

@@ -1,0 +1,221 @@
+//! SQLite: the outbox's claims (leases under the one write lock), settlement, and queries.
+
+use super::{micros, subscriptions, SqliteStore, UUID_V7_SQL};
+use crate::domain::{Page, PageLimit};
+use crate::storage::shared::{self, ATTEMPT_COLUMNS, DELIVERY_COLUMNS};
+use crate::storage::{
+    Attempt, ClaimedDelivery, Delivery, DeliveryFilter, DeliveryStore, ReplayRange, ReplayTarget,
+    RetryRequest, Settle, StorageResult,
+};
+use async_trait::async_trait;
+use chrono::{DateTime, TimeDelta, Utc};
+use sqlx::types::Json;
+use sqlx::{QueryBuilder, Sqlite};
+use uuid::Uuid;
+
+#[async_trait]
+impl DeliveryStore for SqliteStore {
+    async fn claim_due_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        lease: std::time::Duration,
+        limit: i64,
+        handlers: &[String],
+    ) -> StorageResult<Vec<ClaimedDelivery>> {
+        let due_by = micros(now.max(Utc::now()));
+        let lease_end = due_by + TimeDelta::from_std(lease).unwrap_or(TimeDelta::MAX);
+        let mut tx = self.write().await?;
+        let ids: Vec<Uuid> = sqlx::query_scalar(
+            "UPDATE deliveries SET attempts = attempts + 1, claimed_until = $2, updated_at = $3 \
+             WHERE id IN ( \
+               SELECT id FROM deliveries \
+               WHERE status = 'pending' AND next_attempt_at <= $1 \
+                 AND (claimed_until IS NULL OR claimed_until <= $1) \
+                 AND (handler IS NULL OR handler IN (SELECT value FROM json_each($5))) \
+               ORDER BY next_attempt_at LIMIT $4) \
+             RETURNING id",
+        )
+        .bind(due_by)
+        .bind(lease_end)
+        .bind(micros(now))
+        .bind(limit)
+        .bind(Json(handlers))
+        .fetch_all(&mut *tx)
+        .await?;
+        if ids.is_empty() {
+            tx.commit().await?;
+            return Ok(Vec::new());
+        }
+        let mut query = QueryBuilder::<Sqlite>::new(
+            "SELECT d.id, d.attempts, d.max_attempts, d.event_id, e.event_type, e.received_at, e.file_id, e.raw_body, \
+                    d.handler, d.subscription_id, s.url, s.secret, s.previous_secret, s.previous_secret_expires_at \
+             FROM deliveries d JOIN events e ON e.id = d.event_id LEFT JOIN subscriptions s ON s.id = d.subscription_id \
+             WHERE d.id IN (",
+        );
+        let mut list = query.separated(", ");
+        for id in ids {
+            list.push_bind(id);
+        }
+        query.push(") ORDER BY d.next_attempt_at");
+        let mut claimed: Vec<ClaimedDelivery> = query.build_query_as().fetch_all(&mut *tx).await?;
+        tx.commit().await?;
+        for claim in &mut claimed {
+            if let Some(file_id) = &claim.file_id {
+                claim.upload = crate::storage::UploadStore::get_upload(self, file_id).await?;
+            }
+        }
+        Ok(claimed)
+    }
+
+    async fn settle_deliveries(
+        &self,
+        batch: &[Settle],
+        now: DateTime<Utc>,
+    ) -> StorageResult<Vec<bool>> {
+        let now = micros(now);
+        let mut tx = self.write().await?;
+        let mut held = Vec::with_capacity(batch.len());
+        for settle in batch {
+            let state = shared::settled_state(settle, now);
+            let attempt = &settle.attempt;
+            // Logged while the row exists (its subscription may have been deleted meanwhile).
+            sqlx::query(
+                "INSERT INTO delivery_attempts (delivery_id, attempt, started_at, duration_ms, http_status, error, response_body) \
+                 SELECT id, $2, $3, $4, $5, $6, $7 FROM deliveries WHERE id = $1",
+            )
+            .bind(settle.delivery_id)
+            .bind(settle.attempts)
+            .bind(micros(attempt.started_at))
+            .bind(attempt.duration_ms)
+            .bind(attempt.http_status)
+            .bind(attempt.error.as_deref().map(shared::storable))
+            .bind(attempt.response_body.as_deref().map(shared::storable))
+            .execute(&mut *tx)
+            .await?;
+            // Fenced on the attempt count; a row paused during its try stays paused unless the
+            // try settled it for good.
+            let took: Option<Uuid> = sqlx::query_scalar(
+                "UPDATE deliveries SET \
+                   status = CASE WHEN status = 'paused' AND $2 = 'pending' THEN 'paused' ELSE $2 END, \
+                   next_attempt_at = $3, completed_at = $4, last_error = $5, last_http_status = $6, \
+                   updated_at = $7, claimed_until = NULL \
+                 WHERE id = $1 AND attempts = $8 AND status IN ('pending', 'paused') RETURNING id",
+            )
+            .bind(settle.delivery_id)
+            .bind(state.status)
+            .bind(micros(state.next_attempt_at))
+            .bind(state.completed_at)
+            .bind(attempt.error.as_deref().map(shared::storable))
+            .bind(attempt.http_status)
+            .bind(now)
+            .bind(settle.attempts)
+            .fetch_optional(&mut *tx)
+            .await?;
+            held.extend(took);
+        }
+        // One transaction: the subscriptions whose targets answered 410 are disabled with it.
+        for (subscription, reason) in shared::gone_subscriptions(batch, &held) {
+            subscriptions::disable(&mut tx, subscription, reason, now).await?;
+        }
+        tx.commit().await?;
+        Ok(batch
+            .iter()
+            .map(|b| held.contains(&b.delivery_id))
+            .collect())
+    }
+
+    async fn get_delivery(&self, id: Uuid) -> StorageResult<Option<(Delivery, Vec<Attempt>)>> {
+        let sql = format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = $1");
+        let Some(delivery) = sqlx::query_as::<_, Delivery>(&sql)
+            .bind(id)
+            .fetch_optional(&self.readers)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let attempts = sqlx::query_as(&format!(
+            "SELECT {ATTEMPT_COLUMNS} FROM delivery_attempts WHERE delivery_id = $1 ORDER BY attempt, id"
+        ))
+        .bind(id)
+        .fetch_all(&self.readers)
+        .await?;
+        Ok(Some((delivery, attempts)))
+    }
+
+    async fn list_deliveries(
+        &self,
+        filter: &DeliveryFilter,
+        after: Option<(DateTime<Utc>, Uuid)>,
+        limit: PageLimit,
+    ) -> StorageResult<Page<Delivery>> {
+        let mut query = shared::list_deliveries_query::<Sqlite>(filter, after, limit);
+        let rows: Vec<Delivery> = query.build_query_as().fetch_all(&self.readers).await?;
+        Ok(shared::delivery_page(rows, limit))
+    }
+
+    async fn retry_delivery_now(
+        &self,
+        id: Uuid,
+        now: DateTime<Utc>,
+    ) -> StorageResult<RetryRequest> {
+        let now = micros(now);
+        let mut tx = self.write().await?;
+        // The write lock taken by BEGIN IMMEDIATE holds the row still.
+        let candidate: Option<shared::RetryCandidate> = sqlx::query_as(shared::RETRY_CANDIDATE_SQL)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let decision = shared::retry_decision(candidate.as_ref(), now);
+        if decision == RetryRequest::Scheduled {
+            sqlx::query(shared::RETRY_NOW_SQL)
+                .bind(id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(decision)
+    }
+
+    async fn replay(
+        &self,
+        target: &ReplayTarget,
+        range: &ReplayRange,
+        max_attempts: i32,
+        now: DateTime<Utc>,
+    ) -> StorageResult<u64> {
+        let (subscription_id, handler) = shared::target_columns(target);
+        let same_target = "d.event_id = e.id AND d.subscription_id IS $1 AND d.handler IS $2";
+        let sql = format!(
+            "INSERT INTO deliveries (id, event_id, subscription_id, handler, status, max_attempts, next_attempt_at, created_at, updated_at) \
+             SELECT {UUID_V7_SQL}, e.id, $1, $2, 'pending', $3, $4, $4, $4 FROM events e \
+             WHERE ($5 IS NULL OR e.received_at >= $5) AND ($6 IS NULL OR e.received_at < $6) \
+               AND (json_array_length($7) = 0 OR e.event_type IN (SELECT value FROM json_each($7))) \
+               AND (NOT $8 OR (EXISTS (SELECT 1 FROM deliveries d WHERE {same_target} AND d.status = 'dead') \
+                    AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE {same_target} AND d.status <> 'dead')))"
+        );
+        let inserted = sqlx::query(&sql)
+            .bind(subscription_id)
+            .bind(handler)
+            .bind(max_attempts)
+            .bind(micros(now))
+            .bind(range.since.map(micros))
+            .bind(range.until.map(micros))
+            .bind(Json(&range.event_types))
+            .bind(range.only_failed)
+            .execute(&self.writer)
+            .await?
+            .rows_affected();
+        Ok(inserted)
+    }
+
+    async fn count_open_deliveries(&self) -> StorageResult<Vec<(String, String, i64)>> {
+        let rows: Vec<shared::OpenDeliveries> = sqlx::query_as(shared::OPEN_DELIVERIES_SQL)
+            .fetch_all(&self.readers)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(shared::OpenDeliveries::labelled)
+            .collect())
+    }
+}

@@ -1,0 +1,119 @@
+//! SQLite: the ingest transaction (event, upload record and outbox rows) and event reads.
+
+use super::{now, SqliteStore, UUID_V7_SQL};
+use crate::domain::{Page, PageLimit, StoredEvent};
+use crate::storage::shared::{self, EventRow, EVENT_COLUMNS};
+use crate::storage::{
+    upsert, EventFilter, EventStore, IncomingEvent, IngestOutcome, StorageResult,
+};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::types::Json;
+use sqlx::Sqlite;
+use std::sync::LazyLock;
+use uuid::Uuid;
+
+/// The upload record of the stored event `$1`, received at `$2`.
+static UPSERT_SQL: LazyLock<String> =
+    LazyLock::new(|| upsert::upsert_from("(SELECT $1 AS id, $2 AS received_at)", 3));
+
+/// One outbox row per matching enabled subscription and per handler (`$5`, a JSON array).
+static OUTBOX_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO deliveries (id, event_id, subscription_id, handler, status, max_attempts, next_attempt_at, created_at, updated_at) \
+         SELECT {UUID_V7_SQL}, $1, s.id, NULL, 'pending', $3, $2, $2, $2 FROM subscriptions s \
+           WHERE s.enabled AND (json_array_length(s.event_types) = 0 \
+             OR EXISTS (SELECT 1 FROM json_each(s.event_types) WHERE value = $4)) \
+         UNION ALL \
+         SELECT {UUID_V7_SQL}, $1, NULL, h.value, 'pending', $3, $2, $2, $2 FROM json_each($5) h"
+    )
+});
+
+#[async_trait]
+impl EventStore for SqliteStore {
+    #[tracing::instrument(skip_all, fields(event_type = %incoming.event.event_type, dedupe_key = %incoming.event.dedupe_key))]
+    async fn ingest(&self, incoming: &IncomingEvent<'_>) -> StorageResult<IngestOutcome> {
+        let event = incoming.event;
+        let received_at = now();
+        // One writer: nothing can come between the insert and the lookup of a repeat.
+        let mut tx = self.write().await?;
+        let inserted: Option<Uuid> = sqlx::query_scalar(
+            "INSERT INTO events (id, dedupe_key, event_type, format, file_id, received_at, raw_body, body, headers, client_addr) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
+        )
+        .bind(incoming.id)
+        .bind(&event.dedupe_key)
+        .bind(&event.event_type)
+        .bind(event.format.as_str())
+        .bind(event.file_id.as_ref().map(|f| f.as_str()))
+        .bind(received_at)
+        .bind(incoming.raw_body)
+        .bind(&event.body)
+        .bind(&incoming.headers)
+        .bind(&incoming.client_addr)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let outcome = match inserted {
+            Some(event_id) => IngestOutcome {
+                event_id,
+                duplicate: false,
+            },
+            None => IngestOutcome {
+                event_id: sqlx::query_scalar("SELECT id FROM events WHERE dedupe_key = $1")
+                    .bind(&event.dedupe_key)
+                    .fetch_one(&mut *tx)
+                    .await?,
+                duplicate: true,
+            },
+        };
+        if let Some(fields) = &event.upload {
+            let query = sqlx::query(&UPSERT_SQL)
+                .bind(outcome.event_id)
+                .bind(received_at);
+            upsert::bind_fields(query, Some(fields))
+                .execute(&mut *tx)
+                .await?;
+        }
+        if !outcome.duplicate {
+            sqlx::query(&OUTBOX_SQL)
+                .bind(outcome.event_id)
+                .bind(received_at)
+                .bind(incoming.max_attempts)
+                .bind(&event.event_type)
+                .bind(Json(&incoming.handlers))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    async fn get_event(&self, id: Uuid) -> StorageResult<Option<StoredEvent>> {
+        let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = $1");
+        let row: Option<EventRow> = sqlx::query_as(&sql)
+            .bind(id)
+            .fetch_optional(&self.readers)
+            .await?;
+        Ok(row.map(StoredEvent::from))
+    }
+
+    async fn get_event_raw_body(&self, id: Uuid) -> StorageResult<Option<Vec<u8>>> {
+        Ok(
+            sqlx::query_scalar("SELECT raw_body FROM events WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.readers)
+                .await?,
+        )
+    }
+
+    async fn list_events(
+        &self,
+        filter: &EventFilter,
+        after: Option<(DateTime<Utc>, Uuid)>,
+        limit: PageLimit,
+    ) -> StorageResult<Page<StoredEvent>> {
+        let mut query = shared::list_events_query::<Sqlite>(filter, after, limit);
+        let rows: Vec<EventRow> = query.build_query_as().fetch_all(&self.readers).await?;
+        Ok(shared::event_page(rows, limit))
+    }
+}
