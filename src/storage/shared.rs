@@ -42,6 +42,11 @@ pub(super) const ROTATE_SECRET_SQL: &str = "UPDATE subscriptions SET previous_se
 pub(super) const DISABLE_SUBSCRIPTION_SQL: &str =
     "UPDATE subscriptions SET enabled = FALSE, disabled_reason = $2, updated_at = $3 WHERE id = $1";
 
+/// Moves a subscription's deliveries from status `$2` to `$3`; resumed ones are due now.
+pub(super) const SET_PAUSED_SQL: &str = "UPDATE deliveries SET status = $3, \
+    next_attempt_at = CASE WHEN $3 = 'pending' THEN $4 ELSE next_attempt_at END, updated_at = $4 \
+    WHERE subscription_id = $1 AND status = $2";
+
 /// A dead delivery gets one more try (and no further ones); a failing one is due now.
 pub(super) const RETRY_NOW_SQL: &str = "UPDATE deliveries SET \
     max_attempts = CASE WHEN status = 'dead' THEN attempts + 1 ELSE max_attempts END, \

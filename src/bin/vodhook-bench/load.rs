@@ -2,10 +2,16 @@
 
 use anyhow::Context;
 use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+const BASELINE_INSERT: &str =
+    "INSERT INTO baseline_events (dedupe_key, body) VALUES ($1, $2) ON CONFLICT DO NOTHING";
 
 static NEXT_FILE_ID: AtomicU64 = AtomicU64::new(0);
 
@@ -108,28 +114,48 @@ impl Drop for VodhookProcess {
     }
 }
 
-/// The baseline: one table, one `INSERT ... ON CONFLICT DO NOTHING` transaction per event.
-pub struct Baseline {
-    pool: PgPool,
+/// The baseline: one table, one `INSERT ... ON CONFLICT DO NOTHING` transaction per event, in
+/// the same database vodhook uses.
+#[derive(Clone)]
+pub enum Baseline {
+    Postgres(PgPool),
+    /// One connection, as SQLite has one writer (more would only wait on its lock), with
+    /// vodhook's durability settings: WAL, every commit flushed.
+    Sqlite(SqlitePool),
 }
 
+const BASELINE_TABLE: &str =
+    "CREATE TABLE IF NOT EXISTS baseline_events (dedupe_key TEXT PRIMARY KEY, body TEXT NOT NULL)";
+
 impl Baseline {
-    pub async fn create(db_url: &str, connections: usize) -> anyhow::Result<Baseline> {
+    pub async fn postgres(db_url: &str, connections: usize) -> anyhow::Result<Baseline> {
         let pool = PgPoolOptions::new()
             .max_connections(u32::try_from(connections.min(90))?)
             .connect(db_url)
             .await?;
-        sqlx::query("CREATE TABLE IF NOT EXISTS baseline_events (dedupe_key TEXT PRIMARY KEY, body JSONB NOT NULL)")
-            .execute(&pool)
+        sqlx::query(BASELINE_TABLE).execute(&pool).await?;
+        Ok(Baseline::Postgres(pool))
+    }
+
+    pub async fn sqlite(path: &Path) -> anyhow::Result<Baseline> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
             .await?;
-        Ok(Baseline { pool })
+        sqlx::query(BASELINE_TABLE).execute(&pool).await?;
+        Ok(Baseline::Sqlite(pool))
     }
 }
 
 /// Where requests go; cheap to clone into each worker task.
 #[derive(Clone)]
 pub enum Target {
-    Baseline(PgPool),
+    Baseline(Baseline),
     Vodhook {
         client: reqwest::Client,
         url: String,
@@ -138,7 +164,7 @@ pub enum Target {
 
 impl Baseline {
     pub fn target(&self) -> Target {
-        Target::Baseline(self.pool.clone())
+        Target::Baseline(self.clone())
     }
 }
 
@@ -165,12 +191,24 @@ impl Target {
     async fn send_one(&self) -> bool {
         let (file_id, body) = next_body();
         match self {
-            Target::Baseline(pool) => sqlx::query("INSERT INTO baseline_events (dedupe_key, body) VALUES ($1, $2::jsonb) ON CONFLICT DO NOTHING")
-                .bind(format!("NewFileUpload:{file_id}"))
-                .bind(String::from_utf8_lossy(&body).as_ref())
-                .execute(pool)
-                .await
-                .is_ok(),
+            Target::Baseline(baseline) => {
+                let key = format!("NewFileUpload:{file_id}");
+                let body = String::from_utf8_lossy(&body).into_owned();
+                match baseline {
+                    Baseline::Postgres(pool) => sqlx::query(BASELINE_INSERT)
+                        .bind(key)
+                        .bind(body)
+                        .execute(pool)
+                        .await
+                        .is_ok(),
+                    Baseline::Sqlite(pool) => sqlx::query(BASELINE_INSERT)
+                        .bind(key)
+                        .bind(body)
+                        .execute(pool)
+                        .await
+                        .is_ok(),
+                }
+            }
             Target::Vodhook { client, url } => client
                 .post(url)
                 .body(body)

@@ -1,5 +1,5 @@
-//! `vodhook-bench`: benchmarks of a real `vodhook serve` on a real Postgres. `ingest` measures
-//! throughput and ack latency against a baseline of single-row inserts on the same Postgres,
+//! `vodhook-bench`: benchmarks of a real `vodhook serve`. `ingest` measures throughput and ack
+//! latency against a baseline of single-row inserts into the same store (Postgres or SQLite),
 //! alternated in one run; `fanout` measures delivery lag to HTTP subscribers at fixed input rates.
 
 mod fanout;
@@ -38,8 +38,17 @@ enum Bench {
     Fanout(FanoutArgs),
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum StoreKind {
+    Postgres,
+    Sqlite,
+}
+
 #[derive(Debug, clap::Args)]
 struct Args {
+    /// Which store vodhook (and the baseline) write to.
+    #[arg(long, value_enum, default_value = "postgres")]
+    store: StoreKind,
     /// Concurrency levels (in-flight requests), comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "4,64")]
     concurrency: Vec<usize>,
@@ -74,6 +83,17 @@ async fn main() -> anyhow::Result<()> {
         vodhook.display()
     );
 
+    if let Bench::Ingest(args) = &cli.bench {
+        if args.store == StoreKind::Sqlite {
+            let dir = std::env::temp_dir().join(format!("vodhook-bench-{}", std::process::id()));
+            std::fs::create_dir_all(&dir)?;
+            let db_url = format!("sqlite://{}", dir.join("vodhook.db").display());
+            let baseline = load::Baseline::sqlite(&dir.join("baseline.db")).await?;
+            let result = run(args, &vodhook, &db_url, baseline).await;
+            let _ = std::fs::remove_dir_all(&dir);
+            return result;
+        }
+    }
     let bench_db = format!("vodhook_bench_{}", std::process::id());
     let mut admin = PgConnection::connect(&cli.admin_url)
         .await
@@ -90,7 +110,11 @@ async fn main() -> anyhow::Result<()> {
     };
 
     let result = match &cli.bench {
-        Bench::Ingest(args) => run(args, &vodhook, &db_url).await,
+        Bench::Ingest(args) => {
+            let connections = args.concurrency.iter().copied().max().unwrap_or(1);
+            let baseline = load::Baseline::postgres(&db_url, connections).await?;
+            run(args, &vodhook, &db_url, baseline).await
+        }
         Bench::Fanout(args) => run_fanout(args, &vodhook, &db_url).await,
     };
     sqlx::query(&format!("DROP DATABASE IF EXISTS {bench_db} WITH (FORCE)"))
@@ -99,13 +123,17 @@ async fn main() -> anyhow::Result<()> {
     result
 }
 
-async fn run(args: &Args, vodhook: &std::path::Path, db_url: &str) -> anyhow::Result<()> {
+async fn run(
+    args: &Args,
+    vodhook: &std::path::Path,
+    db_url: &str,
+    baseline: load::Baseline,
+) -> anyhow::Result<()> {
     let server = load::VodhookProcess::start(vodhook, db_url).await?;
-    let baseline =
-        load::Baseline::create(db_url, args.concurrency.iter().copied().max().unwrap_or(1)).await?;
     let duration = Duration::from_secs(args.duration);
     println!(
-        "# vodhook ingest benchmark: {} s per measurement, {} rounds, body ~{} bytes, {} CPUs",
+        "# vodhook ingest benchmark on {:?}: {} s per measurement, {} rounds, body ~{} bytes, {} CPUs",
+        args.store,
         args.duration,
         args.rounds,
         load::sample_body_len(),

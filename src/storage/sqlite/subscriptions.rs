@@ -161,15 +161,12 @@ async fn set_paused(
     now: DateTime<Utc>,
 ) -> StorageResult<()> {
     let (from, to) = shared::pause_transition(paused);
-    sqlx::query(
-        "UPDATE deliveries SET status = $3, next_attempt_at = max(next_attempt_at, $4), updated_at = $4 \
-         WHERE subscription_id = $1 AND status = $2",
-    )
-    .bind(subscription_id)
-    .bind(from)
-    .bind(to)
-    .bind(now)
-    .execute(conn)
-    .await?;
+    sqlx::query(shared::SET_PAUSED_SQL)
+        .bind(subscription_id)
+        .bind(from)
+        .bind(to)
+        .bind(now)
+        .execute(conn)
+        .await?;
     Ok(())
 }

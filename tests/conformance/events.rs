@@ -1,0 +1,289 @@
+//! `EventStore`: ingest stores each event once (dedupe), keeps its exact bytes, and lists events.
+
+use crate::support::{
+    assert_distinct, collect_pages, deleted_body, event, fixture, incoming, ingest, ingest_upload,
+    now, parse, secs, upload_body, uuid_cursor, TestStore,
+};
+use uuid::Uuid;
+use vodhook::domain::StoredEvent;
+use vodhook::storage::{EventFilter, Store};
+
+pub async fn new_event_is_stored_as_received(store: TestStore) {
+    // The fixture file as it is: indentation, newlines and non-ASCII text must come back as sent.
+    let raw = fixture("v3-newfileupload-full.json");
+    let parsed = parse(&raw);
+    let incoming = incoming(&parsed, &raw, &[]);
+    let before = now();
+    let outcome = store.ingest(&incoming).await.expect("ingest");
+    let after = now();
+
+    assert!(!outcome.duplicate);
+    assert_eq!(
+        outcome.event_id, incoming.id,
+        "a new event gets the id it came with"
+    );
+    let stored = event(&store, outcome.event_id).await;
+    assert_eq!(stored.id, incoming.id);
+    assert_eq!(stored.event_type, parsed.event_type);
+    assert_eq!(stored.format, parsed.format);
+    assert_eq!(
+        stored.file_id.as_deref(),
+        parsed.file_id.as_ref().map(|f| f.as_str())
+    );
+    assert_eq!(stored.body, parsed.body);
+    assert_eq!(stored.headers, incoming.headers);
+    assert_eq!(stored.client_addr, incoming.client_addr);
+    assert!(
+        stored.received_at >= before - secs(5) && stored.received_at <= after + secs(5),
+        "received at {}, ingested between {before} and {after}",
+        stored.received_at
+    );
+    let raw_back = store
+        .get_event_raw_body(outcome.event_id)
+        .await
+        .expect("get_event_raw_body");
+    assert_eq!(raw_back.as_deref(), Some(raw.as_slice()), "the exact bytes");
+
+    // A body with an escaped NUL: the parsed body holds U+FFFD, the raw bytes the original.
+    let raw = br#"{"EventType":"HologramRenderComplete","Note":"a\u0000b"}"#.to_vec();
+    let outcome = ingest(&store, &raw).await;
+    let stored = event(&store, outcome.event_id).await;
+    assert_eq!(stored.body["Note"], "a\u{FFFD}b");
+    assert_eq!(stored.file_id, None);
+    let raw_back = store
+        .get_event_raw_body(outcome.event_id)
+        .await
+        .expect("get_event_raw_body");
+    assert_eq!(raw_back, Some(raw));
+}
+
+pub async fn repeated_callback_is_a_duplicate_of_the_first(store: TestStore) {
+    for raw in [
+        upload_body("5285890790714697960"),
+        deleted_body("24961954183381008"),
+    ] {
+        let parsed = parse(&raw);
+        let first = store
+            .ingest(&incoming(&parsed, &raw, &[]))
+            .await
+            .expect("ingest");
+        assert!(!first.duplicate);
+        let repeat = incoming(&parsed, &raw, &[]);
+        let second = store.ingest(&repeat).await.expect("ingest again");
+        assert!(
+            second.duplicate,
+            "{}: the repeat is a duplicate",
+            parsed.event_type
+        );
+        assert_eq!(
+            second.event_id, first.event_id,
+            "the repeat names the stored event"
+        );
+        assert!(
+            store
+                .get_event(repeat.id)
+                .await
+                .expect("get_event")
+                .is_none(),
+            "the repeat's own id names nothing"
+        );
+    }
+    assert_eq!(all_events(&store, &EventFilter::default()).await.len(), 2);
+}
+
+/// VOD may send one upload in both formats: NewFileUpload is deduplicated by its FileId.
+pub async fn v2_and_v3_copies_of_one_upload_are_one_event(store: TestStore) {
+    let v3 = fixture("v3-newfileupload-doc-example.json");
+    let v2 = fixture("v2-newfileupload-doc-example.json");
+    let (v3_event, v2_event) = (parse(&v3), parse(&v2));
+    assert_eq!(
+        v3_event.dedupe_key, v2_event.dedupe_key,
+        "the fixtures are one upload"
+    );
+    assert_ne!(v3_event.format, v2_event.format);
+
+    let first = ingest(&store, &v3).await;
+    let second = ingest(&store, &v2).await;
+    assert!(!first.duplicate);
+    assert!(second.duplicate);
+    assert_eq!(second.event_id, first.event_id);
+
+    let file_id = v3_event.file_id.as_ref().map(|f| f.to_string());
+    let events = all_events(
+        &store,
+        &EventFilter {
+            file_id: file_id.clone(),
+            ..EventFilter::default()
+        },
+    )
+    .await;
+    assert_eq!(ids(&events), vec![first.event_id]);
+    assert_eq!(
+        events[0].format, v3_event.format,
+        "the first copy is the one kept"
+    );
+}
+
+pub async fn concurrent_copies_store_one_event(store: TestStore) {
+    let raw = upload_body("14508071098244959037");
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let store: Store = store.store.clone();
+            let raw = raw.clone();
+            tokio::spawn(async move {
+                let parsed = parse(&raw);
+                store.ingest(&incoming(&parsed, &raw, &[])).await
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for task in tasks {
+        outcomes.push(task.await.expect("task").expect("ingest"));
+    }
+    let new: Vec<_> = outcomes.iter().filter(|o| !o.duplicate).collect();
+    assert_eq!(new.len(), 1, "exactly one copy is new: {outcomes:?}");
+    assert!(
+        outcomes.iter().all(|o| o.event_id == new[0].event_id),
+        "all copies name one event: {outcomes:?}"
+    );
+    assert_eq!(
+        ids(&all_events(&store, &EventFilter::default()).await),
+        vec![new[0].event_id]
+    );
+}
+
+pub async fn unknown_event_is_none(store: TestStore) {
+    ingest_upload(&store, "14508071098244959037").await;
+    let unknown = Uuid::now_v7();
+    assert!(store.get_event(unknown).await.expect("get_event").is_none());
+    assert!(store
+        .get_event_raw_body(unknown)
+        .await
+        .expect("get_event_raw_body")
+        .is_none());
+}
+
+pub async fn events_list_filters_by_type_and_file(store: TestStore) {
+    let upload_a = ingest_upload(&store, "1001").await;
+    let upload_b = ingest_upload(&store, "1002").await;
+    let deleted_a = ingest(&store, &deleted_body("1001")).await.event_id;
+    let deleted_c = ingest(&store, &deleted_body("1003")).await.event_id;
+    let procedure = ingest(&store, &fixture("v3-procedurestatechanged.json"))
+        .await
+        .event_id;
+
+    let cases: [(Option<&str>, Option<&str>, Vec<Uuid>); 6] = [
+        (Some("NewFileUpload"), None, vec![upload_b, upload_a]),
+        (Some("FileDeleted"), None, vec![deleted_c, deleted_a]),
+        (None, Some("1001"), vec![deleted_a, upload_a]),
+        (Some("NewFileUpload"), Some("1001"), vec![upload_a]),
+        (Some("ProcedureStateChanged"), None, vec![procedure]),
+        (Some("NoSuchType"), None, vec![]),
+    ];
+    for (event_type, file_id, expected) in cases {
+        let filter = EventFilter {
+            event_type: event_type.map(str::to_owned),
+            file_id: file_id.map(str::to_owned),
+        };
+        let events = all_events(&store, &filter).await;
+        assert_eq!(ids(&events), expected, "{filter:?}");
+        for e in &events {
+            assert!(
+                event_type.is_none_or(|t| e.event_type == t),
+                "{filter:?}: {e:?}"
+            );
+            assert!(
+                file_id.is_none_or(|f| e.file_id.as_deref() == Some(f)),
+                "{filter:?}: {e:?}"
+            );
+        }
+    }
+    assert_eq!(all_events(&store, &EventFilter::default()).await.len(), 5);
+}
+
+pub async fn events_list_newest_first_in_pages_without_gaps(store: TestStore) {
+    let mut sent = Vec::new();
+    for i in 0..6 {
+        sent.push(ingest_upload(&store, &format!("200{i}")).await);
+    }
+    sent.push(ingest(&store, &deleted_body("2000")).await.event_id);
+    let newest_first: Vec<Uuid> = sent.iter().rev().copied().collect();
+
+    let everything = list_page(&store, &EventFilter::default(), None, 500).await;
+    assert_eq!(ids(&everything.0), newest_first, "newest first");
+    assert_eq!(everything.1, None, "one page holds them all");
+    for pair in everything.0.windows(2) {
+        assert!(
+            (pair[0].received_at, pair[0].id) > (pair[1].received_at, pair[1].id),
+            "ordered by time, then id"
+        );
+    }
+
+    // Pages of 3: 3 + 3 + 1, with an event arriving between the first and second page.
+    let (first, cursor) = list_page(&store, &EventFilter::default(), None, 3).await;
+    assert_eq!(ids(&first), newest_first[..3]);
+    let cursor = cursor.expect("a next cursor after a full page");
+    let newer = ingest(&store, &deleted_body("2001")).await.event_id;
+    let (second, cursor) = list_page(&store, &EventFilter::default(), Some(&cursor), 3).await;
+    assert_eq!(
+        ids(&second),
+        newest_first[3..6],
+        "a newer event shifts nothing"
+    );
+    let cursor = cursor.expect("a next cursor after a full page");
+    let (third, cursor) = list_page(&store, &EventFilter::default(), Some(&cursor), 3).await;
+    assert_eq!(ids(&third), newest_first[6..]);
+    assert_eq!(cursor, None, "the last page has no cursor");
+
+    let all = all_events(&store, &EventFilter::default()).await;
+    let all_ids = ids(&all);
+    assert_distinct(&all_ids);
+    assert_eq!(all_ids[0], newer);
+    assert_eq!(all_ids[1..], newest_first[..]);
+
+    // A filtered list that fills its pages exactly: 6 uploads in pages of 3, no empty third page.
+    let uploads = EventFilter {
+        event_type: Some("NewFileUpload".into()),
+        ..EventFilter::default()
+    };
+    let pages = collect_pages(3, async |cursor, limit| {
+        store
+            .list_events(&uploads, cursor.as_deref().map(uuid_cursor), limit)
+            .await
+            .expect("list_events")
+    })
+    .await;
+    assert_eq!(ids(&pages), newest_first[1..]);
+}
+
+/// One page of events after `cursor` (a `next_cursor`): the events and the next cursor.
+async fn list_page(
+    store: &Store,
+    filter: &EventFilter,
+    cursor: Option<&str>,
+    limit: u32,
+) -> (Vec<StoredEvent>, Option<String>) {
+    let page = store
+        .list_events(
+            filter,
+            cursor.map(uuid_cursor),
+            crate::support::page_limit(limit),
+        )
+        .await
+        .expect("list_events");
+    (page.data, page.next_cursor)
+}
+
+async fn all_events(store: &Store, filter: &EventFilter) -> Vec<StoredEvent> {
+    collect_pages(2, async |cursor, limit| {
+        store
+            .list_events(filter, cursor.as_deref().map(uuid_cursor), limit)
+            .await
+            .expect("list_events")
+    })
+    .await
+}
+
+fn ids(events: &[StoredEvent]) -> Vec<Uuid> {
+    events.iter().map(|e| e.id).collect()
+}

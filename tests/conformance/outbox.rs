@@ -1,0 +1,296 @@
+//! The outbox: deliveries written with their event, and claims (leases, handlers, limits, races).
+
+use crate::support::{
+    assert_distinct, by_event, claim, deleted_body, deliveries, delivery, event, fixture, ingest,
+    ingest_upload, ingest_with, now, secs, settle, subscribe, upload, TestStore, LEASE,
+    MAX_ATTEMPTS,
+};
+use std::collections::HashSet;
+use uuid::Uuid;
+use vodhook::storage::{Settlement, Store, SubscriptionChanges};
+
+/// The targets of an event's deliveries: subscription ids and handler names.
+async fn targets(store: &Store, event: Uuid) -> HashSet<String> {
+    let found = deliveries(store, by_event(event)).await;
+    let targets: HashSet<String> = found
+        .iter()
+        .map(|d| match (d.subscription_id, &d.handler) {
+            (Some(id), None) => id.to_string(),
+            (None, Some(handler)) => format!("handler:{handler}"),
+            _ => panic!("a delivery has exactly one target: {d:?}"),
+        })
+        .collect();
+    assert_eq!(
+        targets.len(),
+        found.len(),
+        "one delivery per target: {found:?}"
+    );
+    targets
+}
+
+pub async fn ingest_enqueues_per_matching_enabled_subscription_and_handler(store: TestStore) {
+    let all = subscribe(&store, &[]).await;
+    let uploads = subscribe(&store, &["NewFileUpload"]).await;
+    let deletes = subscribe(&store, &["FileDeleted"]).await;
+    let several = subscribe(&store, &["ProcedureStateChanged", "NewFileUpload"]).await;
+    let disabled = subscribe(&store, &[]).await;
+    let off = SubscriptionChanges {
+        enabled: Some(false),
+        ..SubscriptionChanges::default()
+    };
+    store
+        .update_subscription(disabled.id, &off, now())
+        .await
+        .expect("update_subscription");
+
+    let before = now();
+    let upload_event = ingest_with(
+        &store,
+        &fixture("v3-newfileupload-full.json"),
+        &["audit", "thumbs"],
+    )
+    .await
+    .event_id;
+    let expected: HashSet<String> = [
+        all.id.to_string(),
+        uploads.id.to_string(),
+        several.id.to_string(),
+        "handler:audit".into(),
+        "handler:thumbs".into(),
+    ]
+    .into();
+    assert_eq!(targets(&store, upload_event).await, expected);
+    for d in deliveries(&store, by_event(upload_event)).await {
+        assert_eq!(d.event_id, upload_event);
+        assert_eq!(d.status, "pending");
+        assert_eq!(d.attempts, 0);
+        assert_eq!(d.max_attempts, MAX_ATTEMPTS);
+        assert_eq!(d.completed_at, None);
+        assert_eq!(d.last_error, None);
+        assert!(d.next_attempt_at <= now(), "due at once: {d:?}");
+        assert!(d.created_at >= before - secs(5), "{d:?}");
+    }
+
+    let deleted_event = ingest(&store, &deleted_body("24961954183381008"))
+        .await
+        .event_id;
+    let expected: HashSet<String> = [all.id.to_string(), deletes.id.to_string()].into();
+    assert_eq!(targets(&store, deleted_event).await, expected);
+
+    let procedure = ingest(&store, &fixture("v3-procedurestatechanged.json"))
+        .await
+        .event_id;
+    let expected: HashSet<String> = [all.id.to_string(), several.id.to_string()].into();
+    assert_eq!(targets(&store, procedure).await, expected);
+}
+
+pub async fn duplicate_ingest_enqueues_nothing(store: TestStore) {
+    let all = subscribe(&store, &[]).await;
+    let raw = fixture("v3-newfileupload-doc-example.json");
+    let first = ingest_with(&store, &raw, &["audit"]).await;
+    let repeat = ingest_with(&store, &raw, &["audit", "thumbs"]).await;
+    let v2_copy = ingest_with(
+        &store,
+        &fixture("v2-newfileupload-doc-example.json"),
+        &["audit"],
+    )
+    .await;
+    assert!(repeat.duplicate && v2_copy.duplicate);
+
+    let expected: HashSet<String> = [all.id.to_string(), "handler:audit".into()].into();
+    assert_eq!(targets(&store, first.event_id).await, expected);
+    let everything = deliveries(&store, vodhook::storage::DeliveryFilter::default()).await;
+    assert_eq!(everything.len(), 2, "{everything:?}");
+}
+
+pub async fn claim_carries_what_a_delivery_needs(store: TestStore) {
+    let subscription = store
+        .create_subscription(
+            "https://hooks.example.com/c",
+            &[],
+            None,
+            "whsec_current",
+            now(),
+        )
+        .await
+        .expect("create_subscription");
+    let raw = fixture("v3-newfileupload-full.json");
+    let outcome = ingest_with(&store, &raw, &["audit"]).await;
+    let stored = event(&store, outcome.event_id).await;
+    let file_id = stored.file_id.clone().expect("a file");
+    let record = upload(&store, &file_id).await;
+
+    let claims = claim(&store, now(), &[]).await;
+    assert_eq!(
+        claims.len(),
+        1,
+        "the handler's delivery is not claimed: {claims:?}"
+    );
+    let claimed = &claims[0];
+    let queued = deliveries(&store, by_event(outcome.event_id)).await;
+    let queued = queued
+        .iter()
+        .find(|d| d.subscription_id == Some(subscription.id))
+        .expect("the subscription's delivery");
+    assert_eq!(claimed.id, queued.id);
+    assert_eq!(claimed.attempts, 1, "the claim counts as an attempt");
+    assert_eq!(claimed.max_attempts, MAX_ATTEMPTS);
+    assert_eq!(claimed.event_id, outcome.event_id);
+    assert_eq!(claimed.event_type, stored.event_type);
+    assert_eq!(claimed.received_at, stored.received_at);
+    assert_eq!(claimed.file_id.as_deref(), Some(file_id.as_str()));
+    assert_eq!(claimed.raw_body, raw, "the exact bytes");
+    assert_eq!(claimed.handler, None);
+    assert_eq!(claimed.subscription_id, Some(subscription.id));
+    assert_eq!(claimed.url.as_deref(), Some(subscription.url.as_str()));
+    assert_eq!(claimed.secret.as_deref(), Some("whsec_current"));
+    assert_eq!(claimed.previous_secret, None);
+    assert_eq!(claimed.previous_secret_expires_at, None);
+    assert_eq!(
+        claimed.upload.as_ref(),
+        Some(&record),
+        "the upload record of its file"
+    );
+    let (stored_delivery, attempts) = delivery(&store, claimed.id).await;
+    assert_eq!(stored_delivery.attempts, 1);
+    assert_eq!(stored_delivery.status, "pending");
+    assert!(attempts.is_empty(), "a claim is not a logged attempt yet");
+
+    // An event whose file has no upload record.
+    let deleted = ingest(&store, &deleted_body("24961954183381008"))
+        .await
+        .event_id;
+    let claims = claim(&store, now(), &[]).await;
+    assert_eq!(claims.len(), 1);
+    assert_eq!(claims[0].event_id, deleted);
+    assert_eq!(claims[0].event_type, "FileDeleted");
+    assert_eq!(claims[0].file_id.as_deref(), Some("24961954183381008"));
+    assert!(claims[0].upload.is_none());
+}
+
+pub async fn claimed_delivery_is_hidden_until_its_lease_ends(store: TestStore) {
+    subscribe(&store, &[]).await;
+    ingest_upload(&store, "1").await;
+    let t = now();
+    let lease = secs(LEASE.as_secs() as i64);
+    let first = claim(&store, t, &[]).await;
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].attempts, 1);
+
+    assert!(
+        claim(&store, t, &[]).await.is_empty(),
+        "hidden while leased"
+    );
+    assert!(
+        claim(&store, t + lease - secs(1), &[]).await.is_empty(),
+        "hidden while leased"
+    );
+
+    let again = claim(&store, t + lease + secs(1), &[]).await;
+    assert_eq!(again.len(), 1, "claimable again once the lease ended");
+    assert_eq!(again[0].id, first[0].id);
+    assert_eq!(again[0].attempts, 2, "each claim counts");
+    assert!(
+        claim(&store, t + lease + secs(2), &[]).await.is_empty(),
+        "the new claim holds a new lease"
+    );
+    assert_eq!(delivery(&store, first[0].id).await.0.attempts, 2);
+}
+
+pub async fn handler_deliveries_are_claimed_only_for_their_handlers(store: TestStore) {
+    let raw = fixture("v3-newfileupload-full.json");
+    let event_id = ingest_with(&store, &raw, &["audit", "thumbs"])
+        .await
+        .event_id;
+    let t = now();
+    assert!(claim(&store, t, &[]).await.is_empty());
+    assert!(claim(&store, t, &["other"]).await.is_empty());
+
+    let audit = claim(&store, t, &["audit"]).await;
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].handler.as_deref(), Some("audit"));
+    assert_eq!(audit[0].event_id, event_id);
+    assert_eq!(audit[0].subscription_id, None);
+    assert_eq!(audit[0].url, None);
+    assert_eq!(audit[0].secret, None);
+    assert_eq!(audit[0].raw_body, raw);
+    assert!(audit[0].upload.is_some());
+
+    let rest = claim(&store, t, &["audit", "thumbs"]).await;
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].handler.as_deref(), Some("thumbs"));
+}
+
+pub async fn claim_respects_limit_and_takes_due_rows_only(store: TestStore) {
+    subscribe(&store, &[]).await;
+    for i in 0..5 {
+        ingest_upload(&store, &format!("{i}")).await;
+    }
+    let t = now();
+    let mut claimed = Vec::new();
+    for expected in [2, 2, 1, 0] {
+        let batch = store
+            .claim_due_deliveries(t, LEASE, 2, &[])
+            .await
+            .expect("claim_due_deliveries");
+        assert_eq!(batch.len(), expected);
+        claimed.extend(batch);
+    }
+    let ids: Vec<Uuid> = claimed.iter().map(|c| c.id).collect();
+    assert_distinct(&ids);
+
+    // Settled rows are not due: succeeded and dead ones never, a retry at its time.
+    let retry_at = t + secs(3600);
+    assert!(settle(&store, &claimed[0], Settlement::Succeeded, t).await);
+    assert!(settle(&store, &claimed[1], Settlement::Dead, t).await);
+    assert!(settle(&store, &claimed[2], Settlement::RetryAt(retry_at), t).await);
+    let lease_ended = t + secs(LEASE.as_secs() as i64 + 1);
+    let again: HashSet<Uuid> = claim(&store, lease_ended, &[])
+        .await
+        .iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(
+        again,
+        HashSet::from([ids[3], ids[4]]),
+        "only the unsettled ones"
+    );
+    let later: HashSet<Uuid> = claim(&store, retry_at + secs(1), &[])
+        .await
+        .iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(later, HashSet::from([ids[2], ids[3], ids[4]]));
+}
+
+pub async fn concurrent_claimers_never_share_a_delivery(store: TestStore) {
+    subscribe(&store, &[]).await;
+    for i in 0..30 {
+        ingest_upload(&store, &format!("{i}")).await;
+    }
+    let t = now();
+    let claimers: Vec<_> = (0..4)
+        .map(|_| {
+            let store: Store = store.store.clone();
+            tokio::spawn(async move {
+                let mut ids = Vec::new();
+                loop {
+                    let batch = store
+                        .claim_due_deliveries(t, LEASE, 3, &[])
+                        .await
+                        .expect("claim_due_deliveries");
+                    if batch.is_empty() {
+                        return ids;
+                    }
+                    ids.extend(batch.iter().map(|c| c.id));
+                }
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for claimer in claimers {
+        all.extend(claimer.await.expect("claimer"));
+    }
+    assert_distinct(&all);
+    assert_eq!(all.len(), 30, "every delivery claimed once");
+}

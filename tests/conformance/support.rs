@@ -1,0 +1,498 @@
+//! The harness: a fresh store per test on either backend, and helpers that build events the real way.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use futures_util::FutureExt;
+use secrecy::SecretString;
+use serde_json::{json, Value};
+use sqlx::{Connection, PgConnection};
+use std::collections::HashSet;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
+use std::time::Duration;
+use uuid::Uuid;
+use vodhook::domain::{
+    Page, PageCursor, PageLimit, SigningSecret, StoredEvent, Subscription, Upload, VodEvent,
+};
+use vodhook::storage::{
+    Access, Attempt, AttemptRecord, ClaimedDelivery, DatabaseLocation, Delivery, DeliveryFilter,
+    IncomingEvent, IngestOutcome, Settle, Settlement, Store,
+};
+
+/// Connections of each test's store: enough for the concurrency tests.
+const POOL_SIZE: u32 = 8;
+
+/// Tries each new delivery gets in these tests.
+pub const MAX_ATTEMPTS: i32 = 5;
+
+/// The lease every claim in these tests takes.
+pub const LEASE: Duration = Duration::from_secs(60);
+
+/// Which store a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Postgres => "postgres",
+            Backend::Sqlite => "sqlite",
+        }
+    }
+}
+
+/// The store a test gets, and which backend it is; derefs to the `Store`.
+#[derive(Debug, Clone)]
+pub struct TestStore {
+    pub store: Store,
+    pub backend: Backend,
+}
+
+impl std::ops::Deref for TestStore {
+    type Target = Store;
+
+    fn deref(&self) -> &Store {
+        &self.store
+    }
+}
+
+/// Runs one conformance test on a fresh store of `backend`, then removes that store, also when
+/// the test panicked (the panic is passed on).
+pub async fn run<F, Fut>(backend: Backend, test: F)
+where
+    F: FnOnce(TestStore) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let place = Place::create(backend).await;
+    let store = match Store::open(&place.location(), POOL_SIZE, Access::Owner).await {
+        Ok(store) => store,
+        Err(error) => {
+            place.remove().await;
+            panic!("cannot open the {} store: {error:?}", backend.name());
+        }
+    };
+    let outcome = AssertUnwindSafe(test(TestStore {
+        store: store.clone(),
+        backend,
+    }))
+    .catch_unwind()
+    .await;
+    store.close().await;
+    drop(store);
+    place.remove().await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// Where a test's data lives: a database of its own, or a directory of its own.
+enum Place {
+    Postgres(PgDatabase),
+    Sqlite(TempDir),
+}
+
+impl Place {
+    async fn create(backend: Backend) -> Place {
+        match backend {
+            Backend::Postgres => Place::Postgres(PgDatabase::create().await),
+            Backend::Sqlite => Place::Sqlite(TempDir::create()),
+        }
+    }
+
+    fn location(&self) -> DatabaseLocation {
+        match self {
+            Place::Postgres(db) => DatabaseLocation::Postgres(SecretString::from(db.url.clone())),
+            Place::Sqlite(dir) => DatabaseLocation::Sqlite(SecretString::from(format!(
+                "sqlite://{}/vodhook.db",
+                dir.0.display()
+            ))),
+        }
+    }
+
+    async fn remove(self) {
+        match self {
+            Place::Postgres(db) => db.drop_database().await,
+            Place::Sqlite(dir) => drop(dir),
+        }
+    }
+}
+
+/// The Postgres server the tests create their databases on (any database on it will do).
+fn admin_url() -> String {
+    std::env::var("VODHOOK_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+async fn admin_connection() -> PgConnection {
+    let admin = admin_url();
+    PgConnection::connect(&admin).await.unwrap_or_else(|e| {
+        panic!("the Postgres tests need a server at {admin} (set VODHOOK_TEST_DATABASE_URL): {e}")
+    })
+}
+
+/// A database of its own for one test (as `tests/api`'s `TestDb`): databases older than an hour,
+/// left by runs that crashed, are dropped whenever a new one is made.
+struct PgDatabase {
+    name: String,
+    url: String,
+}
+
+impl PgDatabase {
+    async fn create() -> PgDatabase {
+        let mut conn = admin_connection().await;
+        let now = Utc::now().timestamp();
+        let existing: Vec<String> = sqlx::query_scalar(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'vodhook_test_%'",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .expect("list databases");
+        for name in existing {
+            let created = name
+                .split('_')
+                .nth(2)
+                .and_then(|t| t.parse::<i64>().ok())
+                .unwrap_or(now);
+            if now - created > 3600 {
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                    .execute(&mut conn)
+                    .await;
+            }
+        }
+        let name = format!("vodhook_test_{now}_{}", Uuid::new_v4().simple());
+        sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+            .execute(&mut conn)
+            .await
+            .expect("create test database");
+        let admin = admin_url();
+        let url = match admin.rsplit_once('/') {
+            Some((server, _)) => format!("{server}/{name}"),
+            None => panic!("VODHOOK_TEST_DATABASE_URL must end in /<database>"),
+        };
+        PgDatabase { name, url }
+    }
+
+    async fn drop_database(self) {
+        let mut conn = admin_connection().await;
+        sqlx::query(&format!(
+            "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+            self.name
+        ))
+        .execute(&mut conn)
+        .await
+        .expect("drop test database");
+    }
+}
+
+/// A directory of its own for one test, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn create() -> TempDir {
+        let path =
+            std::env::temp_dir().join(format!("vodhook-conformance-{}", Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&path).unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+// Times.
+
+/// The current time at the stores' precision (microseconds), so it reads back equal.
+pub fn now() -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).expect("a representable time")
+}
+
+pub fn secs(n: i64) -> TimeDelta {
+    TimeDelta::seconds(n)
+}
+
+/// A time strictly between two others at least 2 µs apart (for range filters whose bounds
+/// should not matter).
+pub fn between(earlier: DateTime<Utc>, later: DateTime<Utc>) -> DateTime<Utc> {
+    assert!(
+        later - earlier >= TimeDelta::microseconds(2),
+        "{earlier} and {later} are too close to put a time between them"
+    );
+    earlier + (later - earlier) / 2
+}
+
+// Callback bodies, from the fixtures.
+
+pub fn fixture(name: &str) -> Vec<u8> {
+    let path = format!("{}/fixtures/vod/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn fixture_json(name: &str) -> Value {
+    serde_json::from_slice(&fixture(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+/// Parses a body with the crate's callback parser, as the callback route does.
+pub fn parse(raw: &[u8]) -> VodEvent {
+    vodhook::tencent::parse_callback(raw).unwrap_or_else(|e| panic!("not a callback: {e}"))
+}
+
+/// The full v3 NewFileUpload fixture for another file, changed further by `edit`.
+pub fn upload_body_with(file_id: &str, edit: impl FnOnce(&mut Value)) -> Vec<u8> {
+    let mut body = fixture_json("v3-newfileupload-full.json");
+    body["FileUploadEvent"]["FileId"] = json!(file_id);
+    edit(&mut body);
+    serde_json::to_vec(&body).expect("serialise")
+}
+
+/// The full v3 NewFileUpload fixture for another file.
+pub fn upload_body(file_id: &str) -> Vec<u8> {
+    upload_body_with(file_id, |_| {})
+}
+
+/// Sets a field of a v3 NewFileUpload's `MediaBasicInfo`.
+pub fn set_media_info(body: &mut Value, field: &str, value: Value) {
+    body["FileUploadEvent"]["MediaBasicInfo"][field] = value;
+}
+
+/// Sets a v3 NewFileUpload's `SourceInfo`.
+pub fn set_source(body: &mut Value, source_type: &str, source_context: &str) {
+    body["FileUploadEvent"]["MediaBasicInfo"]["SourceInfo"] =
+        json!({"SourceType": source_type, "SourceContext": source_context});
+}
+
+/// The observed v2 NewFileUpload fixture for another file and source type.
+pub fn v2_upload_body(file_id: &str, source_type: &str) -> Vec<u8> {
+    let mut body = fixture_json("v2-newfileupload-observed.json");
+    body["data"]["fileId"] = json!(file_id);
+    body["data"]["sourceType"] = json!(source_type);
+    serde_json::to_vec(&body).expect("serialise")
+}
+
+/// The v3 FileDeleted fixture for another file: an event of another type, with no upload record.
+pub fn deleted_body(file_id: &str) -> Vec<u8> {
+    let mut body = fixture_json("v3-filedeleted.json");
+    body["FileDeleteEvent"]["FileIdSet"] = json!([file_id]);
+    body["FileDeleteEvent"]["FileDeleteResultInfo"][0]["FileId"] = json!(file_id);
+    serde_json::to_vec(&body).expect("serialise")
+}
+
+// Ingest.
+
+/// What the callback route would store for `raw`, with these handlers matching it.
+pub fn incoming<'a>(event: &'a VodEvent, raw: &'a [u8], handlers: &[&str]) -> IncomingEvent<'a> {
+    IncomingEvent {
+        event,
+        id: Uuid::now_v7(),
+        raw_body: raw,
+        headers: json!({"content-type": "application/json", "user-agent": "conformance/1.0"}),
+        client_addr: Some("203.0.113.7".into()),
+        handlers: handlers.iter().map(|h| (*h).to_owned()).collect(),
+        max_attempts: MAX_ATTEMPTS,
+    }
+}
+
+pub async fn ingest_with(store: &Store, raw: &[u8], handlers: &[&str]) -> IngestOutcome {
+    let event = parse(raw);
+    store
+        .ingest(&incoming(&event, raw, handlers))
+        .await
+        .expect("ingest")
+}
+
+pub async fn ingest(store: &Store, raw: &[u8]) -> IngestOutcome {
+    ingest_with(store, raw, &[]).await
+}
+
+/// Ingests a new NewFileUpload (the full v3 fixture) for `file_id`; returns the event id.
+pub async fn ingest_upload(store: &Store, file_id: &str) -> Uuid {
+    ingest_upload_for(store, file_id, &[]).await
+}
+
+pub async fn ingest_upload_for(store: &Store, file_id: &str, handlers: &[&str]) -> Uuid {
+    let outcome = ingest_with(store, &upload_body(file_id), handlers).await;
+    assert!(!outcome.duplicate, "{file_id} was stored before");
+    outcome.event_id
+}
+
+pub async fn event(store: &Store, id: Uuid) -> StoredEvent {
+    store
+        .get_event(id)
+        .await
+        .expect("get_event")
+        .unwrap_or_else(|| panic!("event {id} is not stored"))
+}
+
+pub async fn upload(store: &Store, file_id: &str) -> Upload {
+    store
+        .get_upload(file_id)
+        .await
+        .expect("get_upload")
+        .unwrap_or_else(|| panic!("no upload record for {file_id}"))
+}
+
+// Subscriptions and deliveries.
+
+/// A new enabled subscription to a URL of its own, for `event_types` (empty: all).
+pub async fn subscribe(store: &Store, event_types: &[&str]) -> Subscription {
+    let url = format!("https://hooks.example.com/{}", Uuid::new_v4().simple());
+    let types: Vec<String> = event_types.iter().map(|t| (*t).to_owned()).collect();
+    store
+        .create_subscription(
+            &url,
+            &types,
+            None,
+            SigningSecret::generate().expose(),
+            now(),
+        )
+        .await
+        .expect("create_subscription")
+}
+
+/// Claims every due delivery (up to 100) for subscriptions and `handlers`, with `LEASE`.
+pub async fn claim(store: &Store, at: DateTime<Utc>, handlers: &[&str]) -> Vec<ClaimedDelivery> {
+    let handlers: Vec<String> = handlers.iter().map(|h| (*h).to_owned()).collect();
+    store
+        .claim_due_deliveries(at, LEASE, 100, &handlers)
+        .await
+        .expect("claim_due_deliveries")
+}
+
+/// The claim of `subscription`'s delivery of `event` among `claims`.
+pub fn claim_of(claims: &[ClaimedDelivery], event: Uuid, subscription: Uuid) -> ClaimedDelivery {
+    claims
+        .iter()
+        .find(|c| c.event_id == event && c.subscription_id == Some(subscription))
+        .cloned()
+        .unwrap_or_else(|| panic!("no claim of event {event} for {subscription} in {claims:?}"))
+}
+
+pub fn attempt_record(started_at: DateTime<Utc>, http_status: Option<i32>) -> AttemptRecord {
+    AttemptRecord {
+        started_at,
+        duration_ms: 12.5,
+        http_status,
+        error: http_status
+            .filter(|s| *s >= 400)
+            .map(|s| format!("HTTP {s}")),
+        response_body: Some("ok".into()),
+    }
+}
+
+/// How a worker settles `claim` (its attempt count as the fence).
+pub fn settle_of(claim: &ClaimedDelivery, settlement: Settlement, at: DateTime<Utc>) -> Settle {
+    let status = match settlement {
+        Settlement::Succeeded => 204,
+        Settlement::RetryAt(_) | Settlement::Dead => 500,
+        Settlement::DeadAndDisable(_) => 410,
+    };
+    Settle {
+        delivery_id: claim.id,
+        attempts: claim.attempts,
+        subscription_id: claim.subscription_id,
+        attempt: attempt_record(at, Some(status)),
+        settlement,
+    }
+}
+
+/// Settles one claim; returns whether the settlement took.
+pub async fn settle(
+    store: &Store,
+    claim: &ClaimedDelivery,
+    settlement: Settlement,
+    at: DateTime<Utc>,
+) -> bool {
+    let took = store
+        .settle_deliveries(&[settle_of(claim, settlement, at)], at)
+        .await
+        .expect("settle_deliveries");
+    assert_eq!(took.len(), 1, "one result per entry");
+    took[0]
+}
+
+pub async fn delivery(store: &Store, id: Uuid) -> (Delivery, Vec<Attempt>) {
+    store
+        .get_delivery(id)
+        .await
+        .expect("get_delivery")
+        .unwrap_or_else(|| panic!("no delivery {id}"))
+}
+
+/// Every delivery `filter` selects, in the store's order.
+pub async fn deliveries(store: &Store, filter: DeliveryFilter) -> Vec<Delivery> {
+    collect_pages(50, async |cursor, limit| {
+        store
+            .list_deliveries(&filter, cursor.as_deref().map(uuid_cursor), limit)
+            .await
+            .expect("list_deliveries")
+    })
+    .await
+}
+
+pub fn by_subscription(id: Uuid) -> DeliveryFilter {
+    DeliveryFilter {
+        subscription_id: Some(id),
+        ..DeliveryFilter::default()
+    }
+}
+
+pub fn by_event(id: Uuid) -> DeliveryFilter {
+    DeliveryFilter {
+        event_id: Some(id),
+        ..DeliveryFilter::default()
+    }
+}
+
+// Pages.
+
+pub fn page_limit(n: u32) -> PageLimit {
+    PageLimit::parse(Some(u64::from(n))).expect("a valid page size")
+}
+
+/// A `next_cursor` whose key is a UUID, decoded as the routes decode it.
+pub fn uuid_cursor(raw: &str) -> (DateTime<Utc>, Uuid) {
+    let cursor = PageCursor::decode(raw).unwrap_or_else(|| panic!("{raw:?} is not a cursor"));
+    let key = Uuid::parse_str(&cursor.key).unwrap_or_else(|e| panic!("cursor key: {e}"));
+    (cursor.at, key)
+}
+
+/// Every item of a list, fetched page by page with `limit`: each page but the last is full and
+/// has a cursor, the last has none, and no page is empty unless the list is.
+pub async fn collect_pages<T>(
+    limit: u32,
+    mut fetch: impl AsyncFnMut(Option<String>, PageLimit) -> Page<T>,
+) -> Vec<T> {
+    let mut items = Vec::new();
+    let mut cursor = None;
+    for _ in 0..1000 {
+        let page = fetch(cursor.take(), page_limit(limit)).await;
+        assert!(
+            page.data.len() <= limit as usize,
+            "a page holds at most limit items"
+        );
+        let count = page.data.len();
+        items.extend(page.data);
+        match page.next_cursor {
+            Some(next) => {
+                assert_eq!(count, limit as usize, "a page with a next cursor is full");
+                cursor = Some(next);
+            }
+            None => {
+                assert!(count > 0 || items.is_empty(), "an empty last page");
+                return items;
+            }
+        }
+    }
+    panic!("more than 1000 pages");
+}
+
+/// Asserts that `ids` has no repeats.
+pub fn assert_distinct<T: std::hash::Hash + Eq + std::fmt::Debug>(ids: &[T]) {
+    let set: HashSet<&T> = ids.iter().collect();
+    assert_eq!(set.len(), ids.len(), "repeated items in {ids:?}");
+}
