@@ -4,6 +4,7 @@
 //! embedded default. What both decide alike lives in `shared`; each backend holds only its SQL.
 //! The conformance suite (`tests/conformance`) checks every promise below against both.
 
+mod common;
 mod model;
 mod postgres;
 mod shared;

@@ -6,7 +6,6 @@ use super::model::{
 };
 use crate::domain::{EventFormat, Page, PageCursor, PageLimit, StoredEvent, Subscription, Upload};
 use chrono::{DateTime, Utc};
-use sqlx::{Database, Encode, QueryBuilder, Type};
 use uuid::Uuid;
 
 pub(super) const EVENT_COLUMNS: &str =
@@ -35,23 +34,6 @@ pub(super) const UPDATE_SUBSCRIPTION_SQL: &str = "UPDATE subscriptions SET \
     disabled_reason = CASE WHEN $6 IS TRUE THEN NULL ELSE disabled_reason END, \
     updated_at = $7 \
     WHERE id = $1 RETURNING id, url, event_types, description, enabled, disabled_reason, created_at, updated_at";
-
-pub(super) const ROTATE_SECRET_SQL: &str = "UPDATE subscriptions SET previous_secret = secret, \
-    previous_secret_expires_at = $3, secret = $2, updated_at = $4 WHERE id = $1";
-
-pub(super) const DISABLE_SUBSCRIPTION_SQL: &str =
-    "UPDATE subscriptions SET enabled = FALSE, disabled_reason = $2, updated_at = $3 WHERE id = $1";
-
-/// Moves a subscription's deliveries from status `$2` to `$3`; resumed ones are due now.
-pub(super) const SET_PAUSED_SQL: &str = "UPDATE deliveries SET status = $3, \
-    next_attempt_at = CASE WHEN $3 = 'pending' THEN $4 ELSE next_attempt_at END, updated_at = $4 \
-    WHERE subscription_id = $1 AND status = $2";
-
-/// A dead delivery gets one more try (and no further ones); a failing one is due now.
-pub(super) const RETRY_NOW_SQL: &str = "UPDATE deliveries SET \
-    max_attempts = CASE WHEN status = 'dead' THEN attempts + 1 ELSE max_attempts END, \
-    status = 'pending', next_attempt_at = $2, completed_at = NULL, claimed_until = NULL, updated_at = $2 \
-    WHERE id = $1";
 
 /// An event as both stores return it (the body and headers are JSON in either).
 #[derive(sqlx::FromRow)]
@@ -88,92 +70,73 @@ pub(super) fn storable(text: &str) -> String {
     text.replace('\0', "\u{FFFD}")
 }
 
-/// The kinds of value the shared queries bind, for whichever database runs them.
-pub(super) trait Binder<'a>: Database {
-    fn text(query: &mut QueryBuilder<'a, Self>, value: String);
-    fn uuid(query: &mut QueryBuilder<'a, Self>, value: Uuid);
-    fn time(query: &mut QueryBuilder<'a, Self>, value: DateTime<Utc>);
-    fn int(query: &mut QueryBuilder<'a, Self>, value: i64);
-}
-
-impl<'a, DB: Database> Binder<'a> for DB
-where
-    String: Encode<'a, DB> + Type<DB>,
-    Uuid: Encode<'a, DB> + Type<DB>,
-    DateTime<Utc>: Encode<'a, DB> + Type<DB>,
-    i64: Encode<'a, DB> + Type<DB>,
-{
-    fn text(query: &mut QueryBuilder<'a, Self>, value: String) {
-        query.push_bind(value);
-    }
-    fn uuid(query: &mut QueryBuilder<'a, Self>, value: Uuid) {
-        query.push_bind(value);
-    }
-    fn time(query: &mut QueryBuilder<'a, Self>, value: DateTime<Utc>) {
-        query.push_bind(value);
-    }
-    fn int(query: &mut QueryBuilder<'a, Self>, value: i64) {
-        query.push_bind(value);
-    }
-}
-
-/// The unique key that breaks ties between rows of the same time in a list.
-pub(super) enum PageKey {
-    Uuid(Uuid),
+/// A value a built statement binds.
+pub(super) enum Param {
     Text(String),
+    Uuid(Uuid),
+    Time(DateTime<Utc>),
+    Int(i64),
 }
 
-/// Appends "strictly after `after`, newest first, one row more than a page" to a list query
-/// ordered by `columns`: a time and a unique key, such as `"created_at, id"`.
-fn push_page_clause<'a, DB: Binder<'a>>(
-    query: &mut QueryBuilder<'a, DB>,
-    columns: &str,
-    after: Option<(DateTime<Utc>, PageKey)>,
-    limit: PageLimit,
-) {
-    if let Some((at, key)) = after {
-        query.push(format!(" AND ({columns}) < ("));
-        DB::time(query, at);
-        query.push(", ");
-        match key {
-            PageKey::Uuid(key) => DB::uuid(query, key),
-            PageKey::Text(key) => DB::text(query, key),
+/// SQL built piece by piece with `$n` parameters, which both dialects read.
+pub(super) struct Statement {
+    pub sql: String,
+    pub params: Vec<Param>,
+}
+
+impl Statement {
+    fn new(sql: String) -> Statement {
+        Statement {
+            sql,
+            params: Vec::new(),
         }
-        query.push(")");
     }
-    let order: Vec<String> = columns.split(", ").map(|c| format!("{c} DESC")).collect();
-    query.push(format!(" ORDER BY {} LIMIT ", order.join(", ")));
-    DB::int(query, i64::from(limit.get()) + 1);
+
+    fn push(&mut self, sql: &str) -> &mut Statement {
+        self.sql.push_str(sql);
+        self
+    }
+
+    fn bind(&mut self, value: Param) -> &mut Statement {
+        self.params.push(value);
+        self.sql.push_str(&format!("${}", self.params.len()));
+        self
+    }
+
+    /// Appends "strictly after `after`, newest first, one row more than a page" to a list
+    /// ordered by `columns`: a time and a unique key, such as `"created_at, id"`.
+    fn page(&mut self, columns: &str, after: Option<(DateTime<Utc>, Param)>, limit: PageLimit) {
+        if let Some((at, key)) = after {
+            self.push(&format!(" AND ({columns}) < ("))
+                .bind(Param::Time(at))
+                .push(", ")
+                .bind(key)
+                .push(")");
+        }
+        let order: Vec<String> = columns.split(", ").map(|c| format!("{c} DESC")).collect();
+        self.push(&format!(" ORDER BY {} LIMIT ", order.join(", ")))
+            .bind(Param::Int(i64::from(limit.get()) + 1));
+    }
+
+    fn equal(&mut self, column: &str, value: Param) {
+        self.push(&format!(" AND {column} = ")).bind(value);
+    }
 }
 
-fn push_equal<'a, DB: Binder<'a>>(query: &mut QueryBuilder<'a, DB>, column: &str, value: String) {
-    query.push(format!(" AND {column} = "));
-    DB::text(query, value);
-}
-
-fn push_equal_uuid<'a, DB: Binder<'a>>(
-    query: &mut QueryBuilder<'a, DB>,
-    column: &str,
-    value: Uuid,
-) {
-    query.push(format!(" AND {column} = "));
-    DB::uuid(query, value);
-}
-
-pub(super) fn list_events_query<'a, DB: Binder<'a>>(
+pub(super) fn list_events_query(
     filter: &EventFilter,
     after: Option<(DateTime<Utc>, Uuid)>,
     limit: PageLimit,
-) -> QueryBuilder<'a, DB> {
-    let mut query = QueryBuilder::new(format!("SELECT {EVENT_COLUMNS} FROM events WHERE TRUE"));
+) -> Statement {
+    let mut query = Statement::new(format!("SELECT {EVENT_COLUMNS} FROM events WHERE TRUE"));
     if let Some(event_type) = &filter.event_type {
-        push_equal(&mut query, "event_type", event_type.clone());
+        query.equal("event_type", Param::Text(event_type.clone()));
     }
     if let Some(file_id) = &filter.file_id {
-        push_equal(&mut query, "file_id", file_id.clone());
+        query.equal("file_id", Param::Text(file_id.clone()));
     }
-    let after = after.map(|(at, id)| (at, PageKey::Uuid(id)));
-    push_page_clause(&mut query, "received_at, id", after, limit);
+    let after = after.map(|(at, id)| (at, Param::Uuid(id)));
+    query.page("received_at, id", after, limit);
     query
 }
 
@@ -189,13 +152,13 @@ pub(super) fn event_page(rows: Vec<EventRow>, limit: PageLimit) -> Page<StoredEv
 /// pieces with the value bound between each two.
 pub(super) type EqualityClause = fn(column: &str) -> Vec<String>;
 
-pub(super) fn list_uploads_query<'a, DB: Binder<'a>>(
+pub(super) fn list_uploads_query(
     filter: &UploadFilter,
     after: Option<&PageCursor>,
     limit: PageLimit,
     equality: EqualityClause,
-) -> QueryBuilder<'a, DB> {
-    let mut query = QueryBuilder::new(format!("SELECT {UPLOAD_COLUMNS} FROM uploads WHERE TRUE"));
+) -> Statement {
+    let mut query = Statement::new(format!("SELECT {UPLOAD_COLUMNS} FROM uploads WHERE TRUE"));
     let equal = [
         ("source_context", &filter.source_context),
         ("source_type", &filter.source_type),
@@ -204,25 +167,22 @@ pub(super) fn list_uploads_query<'a, DB: Binder<'a>>(
     ];
     for (column, value) in equal {
         if let Some(value) = value {
-            let pieces = equality(column);
-            for (i, piece) in pieces.iter().enumerate() {
+            for (i, piece) in equality(column).iter().enumerate() {
                 if i > 0 {
-                    DB::text(&mut query, value.clone());
+                    query.bind(Param::Text(value.clone()));
                 }
                 query.push(piece);
             }
         }
     }
     if let Some(t) = filter.received_after {
-        query.push(" AND received_at > ");
-        DB::time(&mut query, t);
+        query.push(" AND received_at > ").bind(Param::Time(t));
     }
     if let Some(t) = filter.received_before {
-        query.push(" AND received_at < ");
-        DB::time(&mut query, t);
+        query.push(" AND received_at < ").bind(Param::Time(t));
     }
-    let after = after.map(|c| (c.at, PageKey::Text(c.key.clone())));
-    push_page_clause(&mut query, "received_at, file_id", after, limit);
+    let after = after.map(|c| (c.at, Param::Text(c.key.clone())));
+    query.page("received_at, file_id", after, limit);
     query
 }
 
@@ -233,15 +193,15 @@ pub(super) fn upload_page(rows: Vec<Upload>, limit: PageLimit) -> Page<Upload> {
     })
 }
 
-pub(super) fn list_subscriptions_query<'a, DB: Binder<'a>>(
+pub(super) fn list_subscriptions_query(
     after: Option<(DateTime<Utc>, Uuid)>,
     limit: PageLimit,
-) -> QueryBuilder<'a, DB> {
-    let mut query = QueryBuilder::new(format!(
+) -> Statement {
+    let mut query = Statement::new(format!(
         "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE TRUE"
     ));
-    let after = after.map(|(at, id)| (at, PageKey::Uuid(id)));
-    push_page_clause(&mut query, "created_at, id", after, limit);
+    let after = after.map(|(at, id)| (at, Param::Uuid(id)));
+    query.page("created_at, id", after, limit);
     query
 }
 
@@ -252,28 +212,28 @@ pub(super) fn subscription_page(rows: Vec<Subscription>, limit: PageLimit) -> Pa
     })
 }
 
-pub(super) fn list_deliveries_query<'a, DB: Binder<'a>>(
+pub(super) fn list_deliveries_query(
     filter: &DeliveryFilter,
     after: Option<(DateTime<Utc>, Uuid)>,
     limit: PageLimit,
-) -> QueryBuilder<'a, DB> {
-    let mut query = QueryBuilder::new(format!(
+) -> Statement {
+    let mut query = Statement::new(format!(
         "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE TRUE"
     ));
     if let Some(id) = filter.subscription_id {
-        push_equal_uuid(&mut query, "subscription_id", id);
+        query.equal("subscription_id", Param::Uuid(id));
     }
     if let Some(handler) = &filter.handler {
-        push_equal(&mut query, "handler", handler.clone());
+        query.equal("handler", Param::Text(handler.clone()));
     }
     if let Some(id) = filter.event_id {
-        push_equal_uuid(&mut query, "event_id", id);
+        query.equal("event_id", Param::Uuid(id));
     }
     if let Some(status) = &filter.status {
-        push_equal(&mut query, "status", status.clone());
+        query.equal("status", Param::Text(status.clone()));
     }
-    let after = after.map(|(at, id)| (at, PageKey::Uuid(id)));
-    push_page_clause(&mut query, "created_at, id", after, limit);
+    let after = after.map(|(at, id)| (at, Param::Uuid(id)));
+    query.page("created_at, id", after, limit);
     query
 }
 
@@ -376,11 +336,6 @@ pub(super) fn retry_decision(
         _ => RetryRequest::Scheduled,
     }
 }
-
-/// Pending and dead deliveries per target and status.
-pub(super) const OPEN_DELIVERIES_SQL: &str =
-    "SELECT subscription_id, handler, status, count(*) AS count FROM deliveries \
-     WHERE status IN ('pending', 'dead') GROUP BY subscription_id, handler, status";
 
 #[derive(sqlx::FromRow)]
 pub(super) struct OpenDeliveries {

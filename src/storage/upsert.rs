@@ -1,5 +1,6 @@
 //! The upload-record upsert both stores run: insert a record, or fill the gaps of one.
 
+use super::common::BindValue;
 use crate::domain::UploadFields;
 use sqlx::{Database, Encode, Type};
 
@@ -84,25 +85,4 @@ where
         .bind_value(fields.and_then(|f| f.size_bytes))
         .bind_value(fields.and_then(|f| f.duration_seconds))
         .bind_value(fields.and_then(|f| f.media_created_at))
-}
-
-/// A query that takes one more parameter (sqlx's `Query` and `QueryAs` alike).
-pub(super) trait BindValue<'q, DB: Database>: Sized {
-    fn bind_value<T: 'q + Encode<'q, DB> + Type<DB>>(self, value: T) -> Self;
-}
-
-impl<'q, DB: Database> BindValue<'q, DB>
-    for sqlx::query::Query<'q, DB, <DB as Database>::Arguments<'q>>
-{
-    fn bind_value<T: 'q + Encode<'q, DB> + Type<DB>>(self, value: T) -> Self {
-        self.bind(value)
-    }
-}
-
-impl<'q, DB: Database, O> BindValue<'q, DB>
-    for sqlx::query::QueryAs<'q, DB, O, <DB as Database>::Arguments<'q>>
-{
-    fn bind_value<T: 'q + Encode<'q, DB> + Type<DB>>(self, value: T) -> Self {
-        self.bind(value)
-    }
 }

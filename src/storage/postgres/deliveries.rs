@@ -1,8 +1,9 @@
 //! Postgres: the outbox's claims (SKIP LOCKED leases), fenced group settlement, and queries.
 
-use super::{subscriptions, PgStore};
+use super::PgStore;
 use crate::domain::{Page, PageLimit, Upload};
-use crate::storage::shared::{self, ATTEMPT_COLUMNS, DELIVERY_COLUMNS};
+use crate::storage::common::CommonQueries;
+use crate::storage::shared::{self};
 use crate::storage::{
     Attempt, ClaimedDelivery, Delivery, DeliveryFilter, DeliveryStore, ReplayRange, ReplayTarget,
     RetryRequest, Settle, StorageResult,
@@ -152,21 +153,7 @@ impl DeliveryStore for PgStore {
     }
 
     async fn get_delivery(&self, id: Uuid) -> StorageResult<Option<(Delivery, Vec<Attempt>)>> {
-        let sql = format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = $1");
-        let Some(delivery) = sqlx::query_as::<_, Delivery>(&sql)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-        else {
-            return Ok(None);
-        };
-        let attempts = sqlx::query_as(
-            &format!("SELECT {ATTEMPT_COLUMNS} FROM delivery_attempts WHERE delivery_id = $1 ORDER BY attempt, id"),
-        )
-        .bind(id)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(Some((delivery, attempts)))
+        Postgres::get_delivery(&self.pool, id).await
     }
 
     async fn list_deliveries(
@@ -175,9 +162,7 @@ impl DeliveryStore for PgStore {
         after: Option<(DateTime<Utc>, Uuid)>,
         limit: PageLimit,
     ) -> StorageResult<Page<Delivery>> {
-        let mut query = shared::list_deliveries_query::<Postgres>(filter, after, limit);
-        let rows: Vec<Delivery> = query.build_query_as().fetch_all(&self.pool).await?;
-        Ok(shared::delivery_page(rows, limit))
+        Postgres::list_deliveries(&self.pool, filter, after, limit).await
     }
 
     async fn retry_delivery_now(
@@ -186,19 +171,8 @@ impl DeliveryStore for PgStore {
         now: DateTime<Utc>,
     ) -> StorageResult<RetryRequest> {
         let mut tx = self.pool.begin().await?;
-        let candidate: Option<shared::RetryCandidate> =
-            sqlx::query_as(&format!("{} FOR UPDATE OF d", shared::RETRY_CANDIDATE_SQL))
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let decision = shared::retry_decision(candidate.as_ref(), now);
-        if decision == RetryRequest::Scheduled {
-            sqlx::query(shared::RETRY_NOW_SQL)
-                .bind(id)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-        }
+        let candidate = format!("{} FOR UPDATE OF d", shared::RETRY_CANDIDATE_SQL);
+        let decision = Postgres::retry_delivery_now(&mut tx, &candidate, id, now).await?;
         tx.commit().await?;
         Ok(decision)
     }
@@ -236,13 +210,7 @@ impl DeliveryStore for PgStore {
     }
 
     async fn count_open_deliveries(&self) -> StorageResult<Vec<(String, String, i64)>> {
-        let rows: Vec<shared::OpenDeliveries> = sqlx::query_as(shared::OPEN_DELIVERIES_SQL)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows
-            .into_iter()
-            .map(shared::OpenDeliveries::labelled)
-            .collect())
+        Postgres::count_open_deliveries(&self.pool).await
     }
 }
 
@@ -254,7 +222,7 @@ impl PgStore {
         now: DateTime<Utc>,
     ) -> StorageResult<()> {
         let mut tx = self.worker_pool.begin().await?;
-        subscriptions::disable(&mut tx, subscription, reason, now).await?;
+        Postgres::disable_subscription(&mut tx, subscription, reason, now).await?;
         tx.commit().await?;
         Ok(())
     }

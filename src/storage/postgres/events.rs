@@ -2,7 +2,7 @@
 
 use super::PgStore;
 use crate::domain::{Page, PageLimit, StoredEvent};
-use crate::storage::shared::{self, EventRow, EVENT_COLUMNS};
+use crate::storage::common::CommonQueries;
 use crate::storage::{upsert, EventFilter, EventStore, IncomingEvent, IngestOutcome};
 use crate::storage::{StorageError, StorageResult};
 use async_trait::async_trait;
@@ -74,21 +74,11 @@ impl EventStore for PgStore {
     }
 
     async fn get_event(&self, id: Uuid) -> StorageResult<Option<StoredEvent>> {
-        let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = $1");
-        let row: Option<EventRow> = sqlx::query_as(&sql)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(StoredEvent::from))
+        Postgres::get_event(&self.pool, id).await
     }
 
     async fn get_event_raw_body(&self, id: Uuid) -> StorageResult<Option<Vec<u8>>> {
-        Ok(
-            sqlx::query_scalar("SELECT raw_body FROM events WHERE id = $1")
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?,
-        )
+        Postgres::get_event_raw_body(&self.pool, id).await
     }
 
     async fn list_events(
@@ -97,8 +87,6 @@ impl EventStore for PgStore {
         after: Option<(DateTime<Utc>, Uuid)>,
         limit: PageLimit,
     ) -> StorageResult<Page<StoredEvent>> {
-        let mut query = shared::list_events_query::<Postgres>(filter, after, limit);
-        let rows: Vec<EventRow> = query.build_query_as().fetch_all(&self.pool).await?;
-        Ok(shared::event_page(rows, limit))
+        Postgres::list_events(&self.pool, filter, after, limit).await
     }
 }

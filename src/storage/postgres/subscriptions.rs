@@ -2,11 +2,12 @@
 
 use super::PgStore;
 use crate::domain::{Page, PageLimit, Subscription};
+use crate::storage::common::CommonQueries;
 use crate::storage::shared::{self, SUBSCRIPTION_COLUMNS};
 use crate::storage::{StorageResult, SubscriptionChanges, SubscriptionStore};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, Postgres};
+use sqlx::Postgres;
 use uuid::Uuid;
 
 #[async_trait]
@@ -47,8 +48,8 @@ impl SubscriptionStore for PgStore {
         after: Option<(DateTime<Utc>, Uuid)>,
         limit: PageLimit,
     ) -> StorageResult<Page<Subscription>> {
-        let mut query = shared::list_subscriptions_query::<Postgres>(after, limit);
-        let rows: Vec<Subscription> = query.build_query_as().fetch_all(&self.pool).await?;
+        let query = shared::list_subscriptions_query(after, limit);
+        let rows: Vec<Subscription> = Postgres::fetch_statement(&self.pool, query).await?;
         Ok(shared::subscription_page(rows, limit))
     }
 
@@ -70,18 +71,14 @@ impl SubscriptionStore for PgStore {
             .fetch_optional(&mut *tx)
             .await?;
         if let (Some(enabled), Some(subscription)) = (changes.enabled, &updated) {
-            set_paused(&mut tx, subscription.id, !enabled, now).await?;
+            Postgres::set_paused(&mut tx, subscription.id, !enabled, now).await?;
         }
         tx.commit().await?;
         Ok(updated)
     }
 
     async fn delete_subscription(&self, id: Uuid) -> StorageResult<bool> {
-        let result = sqlx::query("DELETE FROM subscriptions WHERE id = $1")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(result.rows_affected() > 0)
+        Postgres::delete_subscription(&self.pool, id).await
     }
 
     async fn rotate_subscription_secret(
@@ -91,48 +88,6 @@ impl SubscriptionStore for PgStore {
         previous_until: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> StorageResult<bool> {
-        let result = sqlx::query(shared::ROTATE_SECRET_SQL)
-            .bind(id)
-            .bind(new_secret)
-            .bind(previous_until)
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
-        Ok(result.rows_affected() > 0)
+        Postgres::rotate_subscription_secret(&self.pool, id, new_secret, previous_until, now).await
     }
-}
-
-/// Disables a subscription whose target said it is gone, inside the caller's transaction.
-pub(super) async fn disable(
-    conn: &mut sqlx::PgConnection,
-    id: Uuid,
-    reason: &str,
-    now: DateTime<Utc>,
-) -> StorageResult<()> {
-    sqlx::query(shared::DISABLE_SUBSCRIPTION_SQL)
-        .bind(id)
-        .bind(reason)
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
-    set_paused(conn, id, true, now).await
-}
-
-/// Holds back (`paused`) or resumes (due now) the pending deliveries of a subscription, so that
-/// a disabled subscription's backlog never sits in front of the claim query.
-async fn set_paused(
-    conn: &mut PgConnection,
-    subscription_id: Uuid,
-    paused: bool,
-    now: DateTime<Utc>,
-) -> StorageResult<()> {
-    let (from, to) = shared::pause_transition(paused);
-    sqlx::query(shared::SET_PAUSED_SQL)
-        .bind(subscription_id)
-        .bind(from)
-        .bind(to)
-        .bind(now)
-        .execute(conn)
-        .await?;
-    Ok(())
 }

@@ -2,7 +2,7 @@
 
 use super::PgStore;
 use crate::domain::{Page, PageCursor, PageLimit, Upload};
-use crate::storage::shared::{self, UPLOAD_COLUMNS};
+use crate::storage::common::CommonQueries;
 use crate::storage::{StorageResult, UploadFilter, UploadStore};
 use async_trait::async_trait;
 use sqlx::Postgres;
@@ -20,11 +20,7 @@ fn prefix_equality(column: &str) -> Vec<String> {
 #[async_trait]
 impl UploadStore for PgStore {
     async fn get_upload(&self, file_id: &str) -> StorageResult<Option<Upload>> {
-        let sql = format!("SELECT {UPLOAD_COLUMNS} FROM uploads WHERE file_id = $1");
-        Ok(sqlx::query_as(&sql)
-            .bind(file_id)
-            .fetch_optional(&self.pool)
-            .await?)
+        Postgres::get_upload(&self.pool, file_id).await
     }
 
     async fn list_uploads(
@@ -33,9 +29,6 @@ impl UploadStore for PgStore {
         after: Option<&PageCursor>,
         limit: PageLimit,
     ) -> StorageResult<Page<Upload>> {
-        let mut query =
-            shared::list_uploads_query::<Postgres>(filter, after, limit, prefix_equality);
-        let rows: Vec<Upload> = query.build_query_as().fetch_all(&self.pool).await?;
-        Ok(shared::upload_page(rows, limit))
+        Postgres::list_uploads(&self.pool, filter, after, limit, prefix_equality).await
     }
 }

@@ -1,8 +1,9 @@
 //! SQLite: the outbox's claims (leases under the one write lock), settlement, and queries.
 
-use super::{micros, subscriptions, SqliteStore, UUID_V7_SQL};
+use super::{micros, SqliteStore, UUID_V7_SQL};
 use crate::domain::{Page, PageLimit};
-use crate::storage::shared::{self, ATTEMPT_COLUMNS, DELIVERY_COLUMNS};
+use crate::storage::common::CommonQueries;
+use crate::storage::shared::{self};
 use crate::storage::{
     Attempt, ClaimedDelivery, Delivery, DeliveryFilter, DeliveryStore, ReplayRange, ReplayTarget,
     RetryRequest, Settle, StorageResult,
@@ -115,7 +116,7 @@ impl DeliveryStore for SqliteStore {
         }
         // One transaction: the subscriptions whose targets answered 410 are disabled with it.
         for (subscription, reason) in shared::gone_subscriptions(batch, &held) {
-            subscriptions::disable(&mut tx, subscription, reason, now).await?;
+            Sqlite::disable_subscription(&mut tx, subscription, reason, now).await?;
         }
         tx.commit().await?;
         Ok(batch
@@ -125,21 +126,7 @@ impl DeliveryStore for SqliteStore {
     }
 
     async fn get_delivery(&self, id: Uuid) -> StorageResult<Option<(Delivery, Vec<Attempt>)>> {
-        let sql = format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = $1");
-        let Some(delivery) = sqlx::query_as::<_, Delivery>(&sql)
-            .bind(id)
-            .fetch_optional(&self.readers)
-            .await?
-        else {
-            return Ok(None);
-        };
-        let attempts = sqlx::query_as(&format!(
-            "SELECT {ATTEMPT_COLUMNS} FROM delivery_attempts WHERE delivery_id = $1 ORDER BY attempt, id"
-        ))
-        .bind(id)
-        .fetch_all(&self.readers)
-        .await?;
-        Ok(Some((delivery, attempts)))
+        Sqlite::get_delivery(&self.readers, id).await
     }
 
     async fn list_deliveries(
@@ -148,9 +135,7 @@ impl DeliveryStore for SqliteStore {
         after: Option<(DateTime<Utc>, Uuid)>,
         limit: PageLimit,
     ) -> StorageResult<Page<Delivery>> {
-        let mut query = shared::list_deliveries_query::<Sqlite>(filter, after, limit);
-        let rows: Vec<Delivery> = query.build_query_as().fetch_all(&self.readers).await?;
-        Ok(shared::delivery_page(rows, limit))
+        Sqlite::list_deliveries(&self.readers, filter, after, limit).await
     }
 
     async fn retry_delivery_now(
@@ -158,21 +143,10 @@ impl DeliveryStore for SqliteStore {
         id: Uuid,
         now: DateTime<Utc>,
     ) -> StorageResult<RetryRequest> {
-        let now = micros(now);
+        // BEGIN IMMEDIATE's write lock holds the row still until commit.
         let mut tx = self.write().await?;
-        // The write lock taken by BEGIN IMMEDIATE holds the row still.
-        let candidate: Option<shared::RetryCandidate> = sqlx::query_as(shared::RETRY_CANDIDATE_SQL)
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let decision = shared::retry_decision(candidate.as_ref(), now);
-        if decision == RetryRequest::Scheduled {
-            sqlx::query(shared::RETRY_NOW_SQL)
-                .bind(id)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-        }
+        let candidate = shared::RETRY_CANDIDATE_SQL;
+        let decision = Sqlite::retry_delivery_now(&mut tx, candidate, id, micros(now)).await?;
         tx.commit().await?;
         Ok(decision)
     }
@@ -210,12 +184,6 @@ impl DeliveryStore for SqliteStore {
     }
 
     async fn count_open_deliveries(&self) -> StorageResult<Vec<(String, String, i64)>> {
-        let rows: Vec<shared::OpenDeliveries> = sqlx::query_as(shared::OPEN_DELIVERIES_SQL)
-            .fetch_all(&self.readers)
-            .await?;
-        Ok(rows
-            .into_iter()
-            .map(shared::OpenDeliveries::labelled)
-            .collect())
+        Sqlite::count_open_deliveries(&self.readers).await
     }
 }

@@ -2,7 +2,7 @@
 
 use super::{now, SqliteStore, UUID_V7_SQL};
 use crate::domain::{Page, PageLimit, StoredEvent};
-use crate::storage::shared::{self, EventRow, EVENT_COLUMNS};
+use crate::storage::common::CommonQueries;
 use crate::storage::{
     upsert, EventFilter, EventStore, IncomingEvent, IngestOutcome, StorageResult,
 };
@@ -89,21 +89,11 @@ impl EventStore for SqliteStore {
     }
 
     async fn get_event(&self, id: Uuid) -> StorageResult<Option<StoredEvent>> {
-        let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = $1");
-        let row: Option<EventRow> = sqlx::query_as(&sql)
-            .bind(id)
-            .fetch_optional(&self.readers)
-            .await?;
-        Ok(row.map(StoredEvent::from))
+        Sqlite::get_event(&self.readers, id).await
     }
 
     async fn get_event_raw_body(&self, id: Uuid) -> StorageResult<Option<Vec<u8>>> {
-        Ok(
-            sqlx::query_scalar("SELECT raw_body FROM events WHERE id = $1")
-                .bind(id)
-                .fetch_optional(&self.readers)
-                .await?,
-        )
+        Sqlite::get_event_raw_body(&self.readers, id).await
     }
 
     async fn list_events(
@@ -112,8 +102,6 @@ impl EventStore for SqliteStore {
         after: Option<(DateTime<Utc>, Uuid)>,
         limit: PageLimit,
     ) -> StorageResult<Page<StoredEvent>> {
-        let mut query = shared::list_events_query::<Sqlite>(filter, after, limit);
-        let rows: Vec<EventRow> = query.build_query_as().fetch_all(&self.readers).await?;
-        Ok(shared::event_page(rows, limit))
+        Sqlite::list_events(&self.readers, filter, after, limit).await
     }
 }

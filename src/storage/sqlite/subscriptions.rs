@@ -3,12 +3,13 @@
 
 use super::{micros, SqliteStore};
 use crate::domain::{Page, PageLimit, Subscription};
+use crate::storage::common::CommonQueries;
 use crate::storage::shared::{self, SUBSCRIPTION_COLUMNS};
 use crate::storage::{StorageResult, SubscriptionChanges, SubscriptionStore};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
-use sqlx::{Sqlite, SqliteConnection};
+use sqlx::Sqlite;
 use uuid::Uuid;
 
 /// A subscription as SQLite stores it.
@@ -79,8 +80,8 @@ impl SubscriptionStore for SqliteStore {
         after: Option<(DateTime<Utc>, Uuid)>,
         limit: PageLimit,
     ) -> StorageResult<Page<Subscription>> {
-        let mut query = shared::list_subscriptions_query::<Sqlite>(after, limit);
-        let rows: Vec<SubscriptionRow> = query.build_query_as().fetch_all(&self.readers).await?;
+        let query = shared::list_subscriptions_query(after, limit);
+        let rows: Vec<SubscriptionRow> = Sqlite::fetch_statement(&self.readers, query).await?;
         let subscriptions = rows.into_iter().map(Subscription::from).collect();
         Ok(shared::subscription_page(subscriptions, limit))
     }
@@ -104,18 +105,14 @@ impl SubscriptionStore for SqliteStore {
             .fetch_optional(&mut *tx)
             .await?;
         if let (Some(enabled), Some(subscription)) = (changes.enabled, &updated) {
-            set_paused(&mut tx, subscription.id, !enabled, now).await?;
+            Sqlite::set_paused(&mut tx, subscription.id, !enabled, now).await?;
         }
         tx.commit().await?;
         Ok(updated.map(Subscription::from))
     }
 
     async fn delete_subscription(&self, id: Uuid) -> StorageResult<bool> {
-        let result = sqlx::query("DELETE FROM subscriptions WHERE id = $1")
-            .bind(id)
-            .execute(&self.writer)
-            .await?;
-        Ok(result.rows_affected() > 0)
+        Sqlite::delete_subscription(&self.writer, id).await
     }
 
     async fn rotate_subscription_secret(
@@ -125,48 +122,13 @@ impl SubscriptionStore for SqliteStore {
         previous_until: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> StorageResult<bool> {
-        let result = sqlx::query(shared::ROTATE_SECRET_SQL)
-            .bind(id)
-            .bind(new_secret)
-            .bind(micros(previous_until))
-            .bind(micros(now))
-            .execute(&self.writer)
-            .await?;
-        Ok(result.rows_affected() > 0)
+        Sqlite::rotate_subscription_secret(
+            &self.writer,
+            id,
+            new_secret,
+            micros(previous_until),
+            micros(now),
+        )
+        .await
     }
-}
-
-/// Disables a subscription whose target said it is gone, inside the caller's transaction.
-pub(super) async fn disable(
-    conn: &mut SqliteConnection,
-    id: Uuid,
-    reason: &str,
-    now: DateTime<Utc>,
-) -> StorageResult<()> {
-    sqlx::query(shared::DISABLE_SUBSCRIPTION_SQL)
-        .bind(id)
-        .bind(reason)
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
-    set_paused(conn, id, true, now).await
-}
-
-/// Holds back (`paused`) or resumes (due now) the pending deliveries of a subscription, so that
-/// a disabled subscription's backlog never sits in front of the claim query.
-async fn set_paused(
-    conn: &mut SqliteConnection,
-    subscription_id: Uuid,
-    paused: bool,
-    now: DateTime<Utc>,
-) -> StorageResult<()> {
-    let (from, to) = shared::pause_transition(paused);
-    sqlx::query(shared::SET_PAUSED_SQL)
-        .bind(subscription_id)
-        .bind(from)
-        .bind(to)
-        .bind(now)
-        .execute(conn)
-        .await?;
-    Ok(())
 }

@@ -2,7 +2,7 @@
 
 use super::SqliteStore;
 use crate::domain::{Page, PageCursor, PageLimit, Upload};
-use crate::storage::shared::{self, UPLOAD_COLUMNS};
+use crate::storage::common::CommonQueries;
 use crate::storage::{StorageResult, UploadFilter, UploadStore};
 use async_trait::async_trait;
 use sqlx::Sqlite;
@@ -15,11 +15,7 @@ fn whole_equality(column: &str) -> Vec<String> {
 #[async_trait]
 impl UploadStore for SqliteStore {
     async fn get_upload(&self, file_id: &str) -> StorageResult<Option<Upload>> {
-        let sql = format!("SELECT {UPLOAD_COLUMNS} FROM uploads WHERE file_id = $1");
-        Ok(sqlx::query_as(&sql)
-            .bind(file_id)
-            .fetch_optional(&self.readers)
-            .await?)
+        Sqlite::get_upload(&self.readers, file_id).await
     }
 
     async fn list_uploads(
@@ -28,8 +24,6 @@ impl UploadStore for SqliteStore {
         after: Option<&PageCursor>,
         limit: PageLimit,
     ) -> StorageResult<Page<Upload>> {
-        let mut query = shared::list_uploads_query::<Sqlite>(filter, after, limit, whole_equality);
-        let rows: Vec<Upload> = query.build_query_as().fetch_all(&self.readers).await?;
-        Ok(shared::upload_page(rows, limit))
+        Sqlite::list_uploads(&self.readers, filter, after, limit, whole_equality).await
     }
 }
