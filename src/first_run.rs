@@ -4,7 +4,7 @@ use crate::config::Settings;
 use crate::domain::ApiToken;
 use crate::storage::{StorageError, Store};
 
-/// The name the first-run token is stored under (`vodhook token revoke --name first-run`).
+/// The name the first-run token is stored under (`vodhook token revoke first-run`).
 pub const FIRST_TOKEN_NAME: &str = "first-run";
 
 /// Creates, stores (as a hash) and prints a token when neither `VODHOOK_API_TOKENS` nor the
