@@ -99,11 +99,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .context("the HTTP server failed")?;
         }
         Command::Migrate => {
-            startup::connect_and_migrate(&settings, Access::Command).await?;
+            startup::connect_and_migrate(&settings, Access::Create).await?;
             println!("migrations applied");
         }
         Command::Token { action } => {
-            let store = startup::connect_and_migrate(&settings, Access::Command).await?;
+            let store = startup::connect_and_migrate(&settings, Access::Existing).await?;
             match action {
                 TokenAction::Create { name } => {
                     let name = name.trim();

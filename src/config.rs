@@ -353,7 +353,7 @@ impl Settings {
         self.database_url
             .as_ref()
             .and_then(|url| DatabaseLocation::from_url(url.expose_secret()))
-            .unwrap_or_else(|| DatabaseLocation::sqlite_in(self.data_dir.clone()))
+            .unwrap_or_else(|| DatabaseLocation::sqlite_in(&self.data_dir))
     }
 
     /// The first address `listen` resolves to.

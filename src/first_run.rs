@@ -7,15 +7,12 @@ use crate::storage::{StorageError, Store};
 /// The name the first-run token is stored under (`vodhook token revoke first-run`).
 pub const FIRST_TOKEN_NAME: &str = "first-run";
 
-/// Creates, stores (as a hash) and prints a token when neither `VODHOOK_API_TOKENS` nor the
-/// database holds an active one, so a fresh install can be queried at once. Returns whether it
-/// made one.
+/// On a fresh install (no `VODHOOK_API_TOKENS`, no token ever stored) creates, stores (as a
+/// hash) and prints a token, so the API can be queried at once. Once any token was stored, even
+/// if all are revoked now, nothing is made: revoking every token closes the API. Returns whether
+/// it made one.
 pub async fn ensure_api_token(settings: &Settings, store: &Store) -> anyhow::Result<bool> {
-    if !settings.api_tokens.is_empty() {
-        return Ok(false);
-    }
-    let tokens = store.list_tokens().await?;
-    if tokens.iter().any(|t| t.revoked_at.is_none()) {
+    if !settings.api_tokens.is_empty() || !store.list_tokens().await?.is_empty() {
         return Ok(false);
     }
     let token = ApiToken::generate();

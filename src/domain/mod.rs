@@ -6,6 +6,7 @@ mod file_id;
 mod page;
 mod signing_secret;
 mod subscription;
+mod timestamp;
 mod upload;
 
 pub use api_token::{hash_token, ApiToken};
@@ -14,4 +15,5 @@ pub use file_id::FileId;
 pub use page::{Page, PageCursor, PageLimit};
 pub use signing_secret::SigningSecret;
 pub use subscription::{validate_description, validate_event_types, validate_url, Subscription};
+pub use timestamp::storable_time;
 pub use upload::{Upload, UploadFields};

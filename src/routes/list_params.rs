@@ -38,11 +38,16 @@ pub fn time(name: &str, raw: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiE
     match raw.map(str::trim).filter(|s| !s.is_empty()) {
         None => Ok(None),
         Some(text) => DateTime::parse_from_rfc3339(&restore_plus(text))
-            .map(|t| Some(t.with_timezone(&Utc)))
-            .map_err(|_| {
+            .ok()
+            .and_then(|t| crate::domain::storable_time(t.with_timezone(&Utc)))
+            .map(Some)
+            .ok_or_else(|| {
                 ApiError::bad_request(
                     "invalid_time",
-                    format!("{name} must be an RFC 3339 time such as 2026-08-20T03:14:07Z, got {text:?}"),
+                    format!(
+                        "{name} must be an RFC 3339 time from year 1 to 9999 (UTC) such as \
+                         2026-08-20T03:14:07Z, got {text:?}"
+                    ),
                 )
             }),
     }

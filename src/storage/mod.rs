@@ -21,7 +21,7 @@ use crate::domain::{Page, PageCursor, PageLimit, StoredEvent, Subscription, Uplo
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -48,8 +48,10 @@ pub type StorageResult<T> = Result<T, StorageError>;
 #[derive(Debug, Clone)]
 pub enum DatabaseLocation {
     Postgres(SecretString),
-    /// `url` as given (`sqlite://...`), or built from the data directory.
+    /// A `sqlite:` URL as given.
     Sqlite(SecretString),
+    /// A SQLite file by path (the data directory's `vodhook.db`).
+    SqliteFile(PathBuf),
 }
 
 impl DatabaseLocation {
@@ -66,24 +68,27 @@ impl DatabaseLocation {
     }
 
     /// The embedded default: `vodhook.db` in `data_dir`.
-    pub fn sqlite_in(data_dir: PathBuf) -> DatabaseLocation {
-        let path = data_dir.join("vodhook.db");
-        DatabaseLocation::Sqlite(SecretString::from(format!("sqlite://{}", path.display())))
+    pub fn sqlite_in(data_dir: &Path) -> DatabaseLocation {
+        DatabaseLocation::SqliteFile(data_dir.join("vodhook.db"))
     }
 
     pub fn is_sqlite(&self) -> bool {
-        matches!(self, DatabaseLocation::Sqlite(_))
+        !matches!(self, DatabaseLocation::Postgres(_))
     }
 }
 
-/// What opening the store is for: a SQLite database has one owner, the serving process, while
-/// short commands (`vodhook token ...`, `migrate`) may open it beside that owner.
+/// What opening the store is for. A SQLite database has one owner, the serving process, while
+/// short commands may open it beside that owner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
-    /// `vodhook serve`: refused when another process already serves the same SQLite file.
+    /// `vodhook serve`: creates the database when missing; refused when another process already
+    /// serves the same SQLite file.
     Owner,
-    /// A one-off command: SQLite's own locking serialises its few writes with the owner's.
-    Command,
+    /// `vodhook migrate`: creates the database when missing.
+    Create,
+    /// A command that works on data (`vodhook token ...`): the database must exist already, so
+    /// one run in the wrong directory does not quietly start an empty one.
+    Existing,
 }
 
 /// Everything vodhook keeps, as one contract that both databases fulfil: one trait per area,
@@ -274,7 +279,10 @@ impl Store {
                 postgres::PgStore::open(url.expose_secret(), pool_size).await?,
             )),
             DatabaseLocation::Sqlite(url) => Store(Arc::new(
-                sqlite::SqliteStore::open(url.expose_secret(), pool_size, access).await?,
+                sqlite::SqliteStore::open_url(url.expose_secret(), pool_size, access).await?,
+            )),
+            DatabaseLocation::SqliteFile(path) => Store(Arc::new(
+                sqlite::SqliteStore::open_file(path, pool_size, access).await?,
             )),
         };
         store.migrate().await?;

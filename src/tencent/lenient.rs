@@ -50,9 +50,7 @@ pub fn time<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D:
     Ok(match Value::deserialize(d)? {
         Value::String(s) => DateTime::parse_from_rfc3339(s.trim())
             .ok()
-            .map(|t| t.with_timezone(&Utc))
-            // Years 1 to 9999 only: what every store and serialiser handles.
-            .filter(|t| (1..=9999).contains(&chrono::Datelike::year(t))),
+            .and_then(|t| crate::domain::storable_time(t.with_timezone(&Utc))),
         _ => None,
     })
 }

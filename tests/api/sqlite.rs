@@ -101,6 +101,30 @@ async fn without_database_url_vodhook_runs_on_sqlite_and_keeps_its_data() {
         "{stderr}"
     );
 
+    // So is a second server reaching the same file through a link.
+    let elsewhere = tempfile::tempdir().expect("temp dir");
+    let alias = elsewhere.path().join("alias.db");
+    std::os::unix::fs::symlink(&database, &alias).expect("symlink");
+    let through_link = tokio::process::Command::from({
+        let mut command = vodhook_command(&["serve"]);
+        command
+            .env("DATABASE_URL", format!("sqlite://{}", alias.display()))
+            .env("VODHOOK_LISTEN", "127.0.0.1:0");
+        command
+    })
+    .output()
+    .await
+    .expect("serve through a link");
+    assert!(!through_link.status.success(), "a link is the same file");
+
+    // The data is the owner's alone.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&database)
+        .expect("metadata")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o077, 0, "vodhook.db is private: {mode:o}");
+
     terminate(&mut server);
     let restarted = ServerProcess::start_in(Some(dir.path()), &no_tokens).await;
     assert!(
@@ -150,4 +174,71 @@ async fn fan_out_runs_on_sqlite() {
 
     let deliveries = app.list_all("/v1/deliveries?status=succeeded", 10).await;
     assert_eq!(deliveries.len(), 1, "{deliveries:?}");
+}
+
+/// Runs a vodhook command in `dir` with `env`, returning (success, stdout, stderr).
+async fn run_in(
+    dir: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (bool, String, String) {
+    let mut command = vodhook_command(args);
+    command.current_dir(dir).envs(env.iter().copied());
+    let output = tokio::process::Command::from(command)
+        .output()
+        .await
+        .expect("run vodhook");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn commands_refuse_what_would_lose_or_scatter_data() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // Token commands where no database exists do not start an empty one.
+    let (ok, _, stderr) = run_in(dir.path(), &["token", "create", "--name", "x"], &[]).await;
+    assert!(!ok);
+    assert!(stderr.contains("no vodhook database"), "{stderr}");
+    assert!(!dir.path().join("vodhook.db").exists());
+    // An in-memory database would be gone on restart.
+    for url in ["sqlite::memory:", "sqlite://x.db?mode=memory", "sqlite://"] {
+        let (ok, _, stderr) = run_in(dir.path(), &["migrate"], &[("DATABASE_URL", url)]).await;
+        assert!(!ok, "{url} must be refused");
+        assert!(
+            stderr.contains("in-memory") || stderr.contains("names no file"),
+            "{url}: {stderr}"
+        );
+    }
+    // A data directory is a path, whatever characters it has.
+    let odd = dir.path().join("a?b%41");
+    let (ok, _, stderr) = run_in(
+        dir.path(),
+        &["migrate"],
+        &[("VODHOOK_DATA_DIR", odd.to_str().expect("utf-8"))],
+    )
+    .await;
+    assert!(ok, "{stderr}");
+    assert!(odd.join("vodhook.db").is_file());
+}
+
+#[tokio::test]
+async fn revoking_every_token_closes_the_api_for_good() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let no_tokens = [("VODHOOK_API_TOKENS", "")];
+    let mut server = ServerProcess::start_in(Some(dir.path()), &no_tokens).await;
+    let token = printed_token(&server.log()).expect("first-run token");
+    let (ok, _, stderr) = run_in(dir.path(), &["token", "revoke", "first-run"], &[]).await;
+    assert!(ok, "{stderr}");
+    let (status, _) = get_json(&server.address, "/v1/uploads", &token).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    terminate(&mut server);
+    let restarted = ServerProcess::start_in(Some(dir.path()), &no_tokens).await;
+    assert!(
+        printed_token(&restarted.log()).is_none(),
+        "no new token once one was stored: {}",
+        restarted.log()
+    );
 }

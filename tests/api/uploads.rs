@@ -156,6 +156,11 @@ async fn bad_list_parameters_get_400() {
             "/v1/uploads?received_before=2026-13-01T00:00:00Z",
             "invalid_time",
         ),
+        // Year 10000 once in UTC: no store keeps it (SQLite would compare it as text wrongly).
+        (
+            "/v1/uploads?received_after=9999-12-31T23:59:59-01:00",
+            "invalid_time",
+        ),
         ("/v1/events?cursor=MTIzLm5vdC1hLXV1aWQ", "invalid_cursor"),
         ("/v1/events?limit=1.5", "invalid_limit"),
     ];

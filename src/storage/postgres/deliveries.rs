@@ -3,7 +3,7 @@
 use super::PgStore;
 use crate::domain::{Page, PageLimit, Upload};
 use crate::storage::common::CommonQueries;
-use crate::storage::shared::{self};
+use crate::storage::shared;
 use crate::storage::{
     Attempt, ClaimedDelivery, Delivery, DeliveryFilter, DeliveryStore, ReplayRange, ReplayTarget,
     RetryRequest, Settle, StorageResult,

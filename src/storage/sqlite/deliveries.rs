@@ -3,7 +3,7 @@
 use super::{micros, SqliteStore, UUID_V7_SQL};
 use crate::domain::{Page, PageLimit};
 use crate::storage::common::CommonQueries;
-use crate::storage::shared::{self};
+use crate::storage::shared::{self, UPLOAD_COLUMNS};
 use crate::storage::{
     Attempt, ClaimedDelivery, Delivery, DeliveryFilter, DeliveryStore, ReplayRange, ReplayTarget,
     RetryRequest, Settle, StorageResult,
@@ -59,12 +59,22 @@ impl DeliveryStore for SqliteStore {
         }
         query.push(") ORDER BY d.next_attempt_at");
         let mut claimed: Vec<ClaimedDelivery> = query.build_query_as().fetch_all(&mut *tx).await?;
-        tx.commit().await?;
+        let upload_sql = format!("SELECT {UPLOAD_COLUMNS} FROM uploads WHERE file_id = $1");
         for claim in &mut claimed {
             if let Some(file_id) = &claim.file_id {
-                claim.upload = crate::storage::UploadStore::get_upload(self, file_id).await?;
+                // A record that does not read back costs the notification its record, not the
+                // delivery.
+                claim.upload = sqlx::query_as(&upload_sql)
+                    .bind(file_id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .unwrap_or_else(|error| {
+                        tracing::warn!(delivery_id = %claim.id, %error, "cannot read the upload record back");
+                        None
+                    });
             }
         }
+        tx.commit().await?;
         Ok(claimed)
     }
 

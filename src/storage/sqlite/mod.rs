@@ -20,7 +20,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{Sqlite, Transaction};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -30,9 +30,12 @@ use tokio_util::sync::CancellationToken;
 /// Migrations embedded in the binary.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
-/// How long a request waits for the connection it needs before giving up with 503 (inside
-/// VOD's 5 s callback timeout), and how long SQLite waits for another process's lock.
+/// How long a request waits for the connection it needs before giving up with 503.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How long a statement waits for another process's write (a short command's); with the
+/// acquire timeout, still inside VOD's 5 s callback timeout.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A new time-ordered UUID (version 7) as a 16-byte blob, made in SQL for rows a statement
 /// inserts in bulk: 48 bits of Unix milliseconds, the version and variant bits, random rest.
@@ -51,40 +54,76 @@ pub(super) struct SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens the database file in `url` (`sqlite://path`), creating it and its directory when
-    /// missing. As `Access::Owner`, refuses a file another process already serves.
-    pub(super) async fn open(
+    /// Opens the database a `sqlite:` URL names (`sqlite://path`, with any of sqlx's options).
+    pub(super) async fn open_url(
         url: &str,
         pool_size: u32,
         access: Access,
     ) -> StorageResult<SqliteStore> {
-        let options = SqliteConnectOptions::from_str(url)?;
-        let path = options.get_filename().to_path_buf();
-        if path.as_os_str().is_empty() || path.to_string_lossy().contains(":memory:") {
+        let lowered = url.to_ascii_lowercase();
+        if lowered.contains(":memory:") || lowered.contains("mode=memory") {
             return Err(StorageError::Io(
                 "an in-memory SQLite database would lose everything on restart; give a file, \
                  e.g. sqlite://vodhook.db"
                     .to_owned(),
             ));
         }
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                StorageError::Io(format!(
-                    "cannot create the directory {}: {e}",
-                    dir.display()
-                ))
-            })?;
+        let options = SqliteConnectOptions::from_str(url)?;
+        let path = options.get_filename().to_path_buf();
+        SqliteStore::open_with(options, path, pool_size, access).await
+    }
+
+    /// Opens the database file at `path`.
+    pub(super) async fn open_file(
+        path: &Path,
+        pool_size: u32,
+        access: Access,
+    ) -> StorageResult<SqliteStore> {
+        let options = SqliteConnectOptions::new().filename(path);
+        SqliteStore::open_with(options, path.to_path_buf(), pool_size, access).await
+    }
+
+    /// Creates the file (readable by its owner only: it holds secrets and raw callbacks) and
+    /// its directory when `access` allows, then connects. As `Access::Owner`, refuses a file
+    /// another process already serves.
+    async fn open_with(
+        options: SqliteConnectOptions,
+        path: PathBuf,
+        pool_size: u32,
+        access: Access,
+    ) -> StorageResult<SqliteStore> {
+        if path.as_os_str().is_empty() {
+            return Err(StorageError::Io(
+                "the SQLite URL names no file; give one, e.g. sqlite://vodhook.db".to_owned(),
+            ));
         }
-        let path = std::path::absolute(&path).unwrap_or(path);
+        if access == Access::Existing {
+            if !path.is_file() {
+                return Err(StorageError::Io(format!(
+                    "there is no vodhook database at {}: run this where `vodhook serve` runs, or \
+                     give the same VODHOOK_DATA_DIR or DATABASE_URL",
+                    std::path::absolute(&path).unwrap_or(path).display()
+                )));
+            }
+        } else {
+            create_private_file(&path)?;
+        }
+        // The real file, so that every path to it (a link, another spelling) meets one lock.
+        let path = std::fs::canonicalize(&path).map_err(|e| {
+            StorageError::Io(format!(
+                "cannot open the database file {}: {e}",
+                path.display()
+            ))
+        })?;
         let owner = match access {
             Access::Owner => Some(OwnerLock::acquire(&path)?),
-            Access::Command => None,
+            Access::Create | Access::Existing => None,
         };
         let options = options
-            .create_if_missing(true)
+            .create_if_missing(false)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(ACQUIRE_TIMEOUT)
+            .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true);
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
@@ -92,8 +131,16 @@ impl SqliteStore {
             .idle_timeout(None)
             .max_lifetime(None)
             .acquire_timeout(ACQUIRE_TIMEOUT)
+            // Requests queue for the one writer by design: warn only when one nearly gives up.
+            .acquire_slow_threshold(ACQUIRE_TIMEOUT)
             .connect_with(options.clone())
-            .await?;
+            .await
+            .map_err(|e| {
+                StorageError::Io(format!(
+                    "cannot open the database file {}: {e}",
+                    path.display()
+                ))
+            })?;
         let readers = SqlitePoolOptions::new()
             .max_connections(pool_size.max(1))
             .acquire_timeout(ACQUIRE_TIMEOUT)
@@ -155,5 +202,31 @@ impl StoreLifecycle for SqliteStore {
 
     async fn relay_wakeups(&self, _wake: Arc<Notify>, shutdown: CancellationToken) {
         shutdown.cancelled().await;
+    }
+}
+
+/// Creates `path` (and its directory) readable by its owner only, unless it exists; SQLite gives
+/// its `-wal` and `-shm` files the same permissions.
+fn create_private_file(path: &Path) -> StorageResult<()> {
+    let io_error = |what: &str, shown: &Path, e: std::io::Error| {
+        StorageError::Io(format!("cannot create the {what} {}: {e}", shown.display()))
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder
+            .create(dir)
+            .map_err(|e| io_error("directory", dir, e))?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(io_error("database file", path, e)),
     }
 }
