@@ -1,5 +1,10 @@
 //! Settings: an optional TOML file overlaid by environment variables, validated once at start-up.
 
+mod vod;
+
+use vod::RawVod;
+pub use vod::{TencentCredentials, VodMode, VodSettings};
+
 use crate::fanout::{PrivateTargets, RetryPolicy, SecretCipher};
 use crate::storage::DatabaseLocation;
 use figment::{
@@ -34,6 +39,7 @@ pub struct Settings {
     /// Whether this process runs the delivery worker (API-only processes can turn it off).
     pub worker_enabled: bool,
     pub shutdown_grace: Duration,
+    pub vod: VodSettings,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +85,15 @@ struct RawSettings {
     worker_concurrency: Option<Text>,
     worker: Option<Text>,
     shutdown_grace_secs: Option<Text>,
+    vod_sign_key: Option<Text>,
+    vod_sign_skew_secs: Option<Text>,
+    vod_mode: Option<Text>,
+    tencent_secret_id: Option<Text>,
+    tencent_secret_key: Option<Text>,
+    vod_sub_app_id: Option<Text>,
+    vod_api_endpoint: Option<Text>,
+    vod_procedure: Option<Text>,
+    vod_storage_region: Option<Text>,
 }
 
 /// A scalar read as text, whether the TOML file or figment's env parser made it a number.
@@ -120,7 +135,7 @@ impl TextList {
 }
 
 /// The environment variables vodhook reads, and the TOML keys they override.
-const ENV_NAMES: [(&str, &str); 15] = [
+const ENV_NAMES: [(&str, &str); 24] = [
     ("database_url", "DATABASE_URL"),
     ("data_dir", "VODHOOK_DATA_DIR"),
     ("listen", "VODHOOK_LISTEN"),
@@ -136,6 +151,15 @@ const ENV_NAMES: [(&str, &str); 15] = [
     ("worker_concurrency", "VODHOOK_WORKER_CONCURRENCY"),
     ("worker", "VODHOOK_WORKER"),
     ("shutdown_grace_secs", "VODHOOK_SHUTDOWN_GRACE_SECS"),
+    ("vod_sign_key", "VODHOOK_VOD_SIGN_KEY"),
+    ("vod_sign_skew_secs", "VODHOOK_VOD_SIGN_SKEW_SECS"),
+    ("vod_mode", "VODHOOK_VOD_MODE"),
+    ("tencent_secret_id", "VODHOOK_TENCENT_SECRET_ID"),
+    ("tencent_secret_key", "VODHOOK_TENCENT_SECRET_KEY"),
+    ("vod_sub_app_id", "VODHOOK_VOD_SUB_APP_ID"),
+    ("vod_api_endpoint", "VODHOOK_VOD_API_ENDPOINT"),
+    ("vod_procedure", "VODHOOK_VOD_PROCEDURE"),
+    ("vod_storage_region", "VODHOOK_VOD_STORAGE_REGION"),
 ];
 
 fn setting_name(key: &str) -> String {
@@ -329,7 +353,20 @@ impl Settings {
             0..=3600,
         )?);
 
+        let vod = VodSettings::validate(RawVod {
+            sign_key: text(raw.vod_sign_key),
+            sign_skew_secs: text(raw.vod_sign_skew_secs),
+            mode: text(raw.vod_mode),
+            secret_id: text(raw.tencent_secret_id),
+            secret_key: text(raw.tencent_secret_key),
+            sub_app_id: text(raw.vod_sub_app_id),
+            api_endpoint: text(raw.vod_api_endpoint),
+            procedure: text(raw.vod_procedure),
+            storage_region: text(raw.vod_storage_region),
+        })?;
+
         Ok(Settings {
+            vod,
             secret_cipher,
             private_targets,
             delivery_timeout,
@@ -440,6 +477,15 @@ mod tests {
                 "retry_schedule" => raw.retry_schedule = text,
                 "worker_concurrency" => raw.worker_concurrency = text,
                 "worker" => raw.worker = text,
+                "vod_sign_key" => raw.vod_sign_key = text,
+                "vod_sign_skew_secs" => raw.vod_sign_skew_secs = text,
+                "vod_mode" => raw.vod_mode = text,
+                "tencent_secret_id" => raw.tencent_secret_id = text,
+                "tencent_secret_key" => raw.tencent_secret_key = text,
+                "vod_sub_app_id" => raw.vod_sub_app_id = text,
+                "vod_api_endpoint" => raw.vod_api_endpoint = text,
+                "vod_procedure" => raw.vod_procedure = text,
+                "vod_storage_region" => raw.vod_storage_region = text,
                 other => panic!("unknown key {other}"),
             }
         }
@@ -482,6 +528,34 @@ mod tests {
         assert!(error_of(&[("retry_schedule", "soon")]).contains("VODHOOK_RETRY_SCHEDULE"));
         assert!(error_of(&[("worker_concurrency", "0")]).contains("VODHOOK_WORKER_CONCURRENCY"));
         assert!(error_of(&[("worker", "maybe")]).contains("VODHOOK_WORKER"));
+        assert!(error_of(&[("vod_sign_key", "has-dashes")]).contains("VODHOOK_VOD_SIGN_KEY"));
+        assert!(error_of(&[("vod_sign_key", &"k".repeat(33))]).contains("VODHOOK_VOD_SIGN_KEY"));
+        assert!(error_of(&[("vod_sign_skew_secs", "-1")]).contains("VODHOOK_VOD_SIGN_SKEW_SECS"));
+        assert!(error_of(&[("vod_mode", "poll")]).contains("VODHOOK_VOD_MODE"));
+        assert!(error_of(&[("vod_mode", "pull")]).contains("VODHOOK_TENCENT_SECRET_ID"));
+        assert!(error_of(&[("tencent_secret_id", "AKIDx")]).contains("VODHOOK_TENCENT_SECRET_KEY"));
+        assert!(error_of(&[("vod_sub_app_id", "app")]).contains("VODHOOK_VOD_SUB_APP_ID"));
+        assert!(error_of(&[("vod_api_endpoint", "ftp://x")]).contains("VODHOOK_VOD_API_ENDPOINT"));
+    }
+
+    #[test]
+    fn vod_settings_default_to_push_without_signatures() {
+        let settings = Settings::validate(RawSettings::default()).expect("valid");
+        assert_eq!(settings.vod.mode, VodMode::Push);
+        assert!(settings.vod.sign_key.is_none());
+        assert_eq!(settings.vod.sign_skew, Duration::from_secs(60));
+        assert_eq!(settings.vod.api_endpoint, "https://vod.tencentcloudapi.com");
+        let pulling = Settings::validate(raw(&[
+            ("vod_mode", "both"),
+            ("tencent_secret_id", "AKIDexample"),
+            ("tencent_secret_key", "secret"),
+            ("vod_sub_app_id", "1500000001"),
+            ("vod_api_endpoint", "http://127.0.0.1:9/"),
+        ]))
+        .expect("valid");
+        assert!(pulling.vod.mode.pulls());
+        assert_eq!(pulling.vod.sub_app_id, Some(1_500_000_001));
+        assert_eq!(pulling.vod.api_endpoint, "http://127.0.0.1:9");
     }
 
     #[test]
