@@ -1,6 +1,6 @@
 //! `VodEvent`: one VOD notification normalised from either wire format, and `StoredEvent`, as kept.
 
-use super::{FileId, UploadFields};
+use super::{FileId, RecordChange, UploadFields};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
@@ -44,12 +44,19 @@ pub struct VodEvent {
     pub dedupe_key: String,
     /// The parsed body, with NUL characters replaced so every store can hold it.
     pub body: serde_json::Value,
-    /// Present for a NewFileUpload that carries a FileId: the upload record to create.
+    /// Present for a NewFileUpload or PullComplete that carries a FileId: the upload record to
+    /// create or complete.
     pub upload: Option<UploadFields>,
+    /// What else the event changes in upload records (processing, deletion); never set
+    /// together with `upload`.
+    pub change: Option<RecordChange>,
 }
 
 impl VodEvent {
     pub const NEW_FILE_UPLOAD: &'static str = "NewFileUpload";
+    pub const PULL_COMPLETE: &'static str = "PullComplete";
+    pub const PROCEDURE_STATE_CHANGED: &'static str = "ProcedureStateChanged";
+    pub const FILE_DELETED: &'static str = "FileDeleted";
 
     /// A NewFileUpload without a FileId cannot make an upload record: it is stored, then refused.
     pub fn is_upload_without_file_id(&self) -> bool {

@@ -16,4 +16,6 @@ pub use page::{Page, PageCursor, PageLimit};
 pub use signing_secret::SigningSecret;
 pub use subscription::{validate_description, validate_event_types, validate_url, Subscription};
 pub use timestamp::storable_time;
-pub use upload::{Upload, UploadFields};
+pub use upload::{
+    ProcessingChange, ProcessingStatus, RecordChange, Upload, UploadFields, UploadLifecycle,
+};

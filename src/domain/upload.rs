@@ -32,7 +32,77 @@ pub struct Upload {
     #[serde(flatten)]
     #[sqlx(flatten)]
     pub fields: UploadFields,
+    #[serde(flatten)]
+    #[sqlx(flatten)]
+    pub lifecycle: UploadLifecycle,
     pub first_event_id: Uuid,
     pub received_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// What happened to the file after its upload: its task flow's progress, and its deletion.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct UploadLifecycle {
+    /// `processing`, `finished` or `failed` (see `ProcessingStatus`); `None` before any
+    /// ProcedureStateChanged.
+    pub processing_status: Option<String>,
+    /// The task whose state this is.
+    pub processing_task_id: Option<String>,
+    /// What a backend acts on: `{"outputs": [{type, definition, url, size, duration}], "errors":
+    /// [{type, code, message}]}`.
+    pub processing_results: Option<serde_json::Value>,
+    /// The `SessionContext` the task was started with.
+    pub session_context: Option<String>,
+    /// When the processing state last changed.
+    pub processing_updated_at: Option<DateTime<Utc>>,
+    /// When VOD reported the file deleted; the record is kept.
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+/// Where a file's processing (its task flow) stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProcessingStatus {
+    Processing,
+    Finished,
+    Failed,
+}
+
+impl ProcessingStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProcessingStatus::Processing => "processing",
+            ProcessingStatus::Finished => "finished",
+            ProcessingStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<ProcessingStatus> {
+        match text {
+            "processing" => Some(ProcessingStatus::Processing),
+            "finished" => Some(ProcessingStatus::Finished),
+            "failed" => Some(ProcessingStatus::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// A ProcedureStateChanged, as it changes the upload record of its file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProcessingChange {
+    pub file_id: FileId,
+    pub task_id: Option<String>,
+    pub status: ProcessingStatus,
+    /// Orders the states of one task (finished above processing, then more finished sub-tasks
+    /// above fewer), so that an older state arriving late never overwrites a newer one.
+    pub rank: i64,
+    pub results: serde_json::Value,
+    pub session_context: Option<String>,
+}
+
+/// A change an event makes to upload records other than creating them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RecordChange {
+    Processing(ProcessingChange),
+    /// FileDeleted: these files are gone from VOD.
+    Deleted(Vec<FileId>),
 }

@@ -106,3 +106,16 @@ pub fn uuid(name: &str, raw: Option<String>) -> Result<Option<uuid::Uuid>, ApiEr
         }),
     }
 }
+
+/// `true` or `false`; absent or empty is `None`.
+pub fn boolean(name: &str, raw: Option<&str>) -> Result<Option<bool>, ApiError> {
+    match raw.map(str::trim).filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some("true") => Ok(Some(true)),
+        Some("false") => Ok(Some(false)),
+        Some(other) => Err(ApiError::bad_request(
+            "invalid_boolean",
+            format!("{name} must be true or false, got {other:?}"),
+        )),
+    }
+}

@@ -1,6 +1,7 @@
 //! `GET /v1/uploads/{file_id}` and `GET /v1/uploads`: upload records for app backends.
 
 use super::{list_params, ok_json, AppState, Authenticated};
+use crate::domain::ProcessingStatus;
 use crate::error::ApiError;
 use crate::storage::UploadFilter;
 use actix_web::{web, HttpResponse};
@@ -28,6 +29,8 @@ pub struct ListUploadsParams {
     storage_region: Option<String>,
     received_after: Option<String>,
     received_before: Option<String>,
+    processing_status: Option<String>,
+    deleted: Option<String>,
     limit: Option<String>,
     cursor: Option<String>,
 }
@@ -45,6 +48,8 @@ pub async fn list_uploads(
         source_type: list_params::text(params.source_type),
         procedure_task_id: list_params::text(params.procedure_task_id),
         storage_region: list_params::text(params.storage_region),
+        processing_status: processing_status(params.processing_status)?,
+        deleted: list_params::boolean("deleted", params.deleted.as_deref())?,
     };
     let limit = list_params::limit(params.limit.as_deref())?;
     let cursor = list_params::cursor(params.cursor.as_deref())?;
@@ -53,4 +58,16 @@ pub async fn list_uploads(
         .list_uploads(&filter, cursor.as_ref(), limit)
         .await?;
     Ok(ok_json(&page))
+}
+
+fn processing_status(raw: Option<String>) -> Result<Option<ProcessingStatus>, ApiError> {
+    match list_params::text(raw) {
+        None => Ok(None),
+        Some(text) => ProcessingStatus::parse(&text).map(Some).ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_processing_status",
+                format!("processing_status must be processing, finished or failed, got {text:?}"),
+            )
+        }),
+    }
 }

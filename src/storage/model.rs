@@ -1,6 +1,6 @@
 //! The values the storage contract takes and returns.
 
-use crate::domain::{Upload, VodEvent};
+use crate::domain::{ProcessingStatus, Upload, VodEvent};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
@@ -43,6 +43,9 @@ pub struct UploadFilter {
     pub storage_region: Option<String>,
     pub received_after: Option<DateTime<Utc>>,
     pub received_before: Option<DateTime<Utc>>,
+    pub processing_status: Option<ProcessingStatus>,
+    /// `Some(true)`: only records of deleted files; `Some(false)`: only the others.
+    pub deleted: Option<bool>,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]

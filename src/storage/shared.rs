@@ -13,7 +13,9 @@ pub(super) const EVENT_COLUMNS: &str =
 
 pub(super) const UPLOAD_COLUMNS: &str = "file_id, media_url, source_type, source_context, \
     procedure_task_id, review_audio_video_task_id, name, media_type, cover_url, storage_region, \
-    class_id, size_bytes, duration_seconds, media_created_at, first_event_id, received_at, updated_at";
+    class_id, size_bytes, duration_seconds, media_created_at, processing_status, processing_task_id, \
+    processing_results, session_context, processing_updated_at, deleted_at, first_event_id, \
+    received_at, updated_at";
 
 pub(super) const DELIVERY_COLUMNS: &str =
     "id, event_id, subscription_id, handler, status, attempts, max_attempts, \
@@ -175,6 +177,14 @@ pub(super) fn list_uploads_query(
             }
         }
     }
+    if let Some(status) = filter.processing_status {
+        query.equal("processing_status", Param::Text(status.as_str().to_owned()));
+    }
+    match filter.deleted {
+        Some(true) => query.push(" AND deleted_at IS NOT NULL"),
+        Some(false) => query.push(" AND deleted_at IS NULL"),
+        None => &mut query,
+    };
     if let Some(t) = filter.received_after {
         query.push(" AND received_at > ").bind(Param::Time(t));
     }

@@ -1,7 +1,8 @@
-//! The upload-record upsert both stores run: insert a record, or fill the gaps of one.
+//! The upload-record statements both stores run: insert a record or fill its gaps, record a
+//! task's progress, mark files deleted.
 
 use super::common::BindValue;
-use crate::domain::UploadFields;
+use crate::domain::{ProcessingChange, UploadFields};
 use sqlx::{Database, Encode, Type};
 
 /// Columns that come from VOD; a repeat of the upload fills those still empty.
@@ -85,4 +86,61 @@ where
         .bind_value(fields.and_then(|f| f.size_bytes))
         .bind_value(fields.and_then(|f| f.duration_seconds))
         .bind_value(fields.and_then(|f| f.media_created_at))
+}
+
+/// A task's progress on the record of its file (made if the upload has not arrived yet, to be
+/// filled in by it). A state replaces the stored one only if it belongs to another task or
+/// ranks higher in the same task: VOD may deliver a task's events out of order. Parameters
+/// `$first..`, in the order `bind_processing` binds them.
+pub(super) fn processing_from(source: &str, first: usize) -> String {
+    let p = |i: usize| format!("${}", first + i);
+    format!(
+        "INSERT INTO uploads (file_id, processing_status, processing_task_id, processing_rank, \
+           processing_results, session_context, processing_updated_at, first_event_id, received_at, updated_at) \
+         SELECT {}, {}, {}, {}, {}, {}, ev.received_at, ev.id, ev.received_at, ev.received_at FROM {source} ev WHERE TRUE \
+         ON CONFLICT (file_id) DO UPDATE SET processing_status = EXCLUDED.processing_status, \
+           processing_task_id = EXCLUDED.processing_task_id, processing_rank = EXCLUDED.processing_rank, \
+           processing_results = EXCLUDED.processing_results, \
+           session_context = COALESCE(EXCLUDED.session_context, uploads.session_context), \
+           processing_updated_at = EXCLUDED.processing_updated_at, updated_at = EXCLUDED.updated_at \
+         WHERE uploads.processing_rank IS NULL \
+           OR uploads.processing_task_id IS DISTINCT FROM EXCLUDED.processing_task_id \
+           OR uploads.processing_rank < EXCLUDED.processing_rank",
+        p(0),
+        p(1),
+        p(2),
+        p(3),
+        p(4),
+        p(5),
+    )
+}
+
+/// Binds a task's progress for `processing_from`.
+pub(super) fn bind_processing<'q, DB, Q>(query: Q, change: &'q ProcessingChange) -> Q
+where
+    DB: Database,
+    Q: BindValue<'q, DB>,
+    &'q str: Encode<'q, DB> + Type<DB>,
+    Option<&'q str>: Encode<'q, DB> + Type<DB>,
+    i64: Encode<'q, DB> + Type<DB>,
+    &'q serde_json::Value: Encode<'q, DB> + Type<DB>,
+{
+    query
+        .bind_value(change.file_id.as_str())
+        .bind_value(change.status.as_str())
+        .bind_value(change.task_id.as_deref())
+        .bind_value(change.rank)
+        .bind_value(&change.results)
+        .bind_value(change.session_context.as_deref())
+}
+
+/// Marks the records of the files in `files` (a FROM item with a `file_id` column) deleted,
+/// making them if the upload has not arrived yet, so it cannot bring a deleted file back.
+pub(super) fn deleted_from(source: &str, files: &str) -> String {
+    format!(
+        "INSERT INTO uploads (file_id, deleted_at, first_event_id, received_at, updated_at) \
+         SELECT f.file_id, ev.received_at, ev.id, ev.received_at, ev.received_at FROM {source} ev, {files} WHERE TRUE \
+         ON CONFLICT (file_id) DO UPDATE SET deleted_at = EXCLUDED.deleted_at, updated_at = EXCLUDED.updated_at \
+         WHERE uploads.deleted_at IS NULL"
+    )
 }

@@ -1,7 +1,7 @@
 //! Entry point for callback bodies: tells v3 from v2, normalises to `VodEvent`, computes the dedupe key.
 
-use super::{callback_v2, callback_v3};
-use crate::domain::{EventFormat, VodEvent};
+use super::{callback_v2, callback_v3, procedure};
+use crate::domain::{EventFormat, ProcessingChange, RecordChange, VodEvent};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -35,20 +35,29 @@ pub fn parse_callback(raw: &[u8]) -> Result<VodEvent, CallbackParseError> {
         return Err(CallbackParseError::NotAnObject);
     };
     let (format, event_type) = detect_format(object)?;
-    let (file_id, upload) = match format {
+    let (file_id, upload, change) = match format {
         EventFormat::V3 => {
             let payload = callback_v3::payload(object, &event_type);
-            let upload = (event_type == VodEvent::NEW_FILE_UPLOAD)
-                .then(|| callback_v3::upload(payload))
-                .flatten();
-            (payload.and_then(callback_v3::file_id), upload)
+            let upload = match event_type.as_str() {
+                VodEvent::NEW_FILE_UPLOAD => callback_v3::upload(payload),
+                VodEvent::PULL_COMPLETE if succeeded(payload, "ErrCode") => {
+                    callback_v3::upload(payload)
+                }
+                _ => None,
+            };
+            let change =
+                payload.and_then(|p| record_change(&event_type, p, procedure::v3_processing));
+            (payload.and_then(callback_v3::file_id), upload, change)
         }
         EventFormat::V2 => {
             let data = object.get("data");
-            let upload = (event_type == VodEvent::NEW_FILE_UPLOAD)
-                .then(|| callback_v2::upload(data))
-                .flatten();
-            (data.and_then(callback_v2::file_id), upload)
+            let upload = match event_type.as_str() {
+                VodEvent::NEW_FILE_UPLOAD => callback_v2::upload(data),
+                VodEvent::PULL_COMPLETE if succeeded(data, "status") => callback_v2::upload(data),
+                _ => None,
+            };
+            let change = data.and_then(|d| record_change(&event_type, d, procedure::v2_processing));
+            (data.and_then(callback_v2::file_id), upload, change)
         }
     };
     let dedupe_key = dedupe_key(
@@ -63,7 +72,31 @@ pub fn parse_callback(raw: &[u8]) -> Result<VodEvent, CallbackParseError> {
         dedupe_key,
         body,
         upload,
+        change,
     })
+}
+
+/// A PullComplete makes a record only when the pull succeeded (error code 0 or absent).
+fn succeeded(payload: Option<&Value>, code_key: &str) -> bool {
+    payload
+        .and_then(|p| p.get(code_key))
+        .is_none_or(|code| code.as_i64() == Some(0) || code.as_str() == Some("0"))
+}
+
+/// What a ProcedureStateChanged or FileDeleted changes in upload records.
+fn record_change(
+    event_type: &str,
+    payload: &Value,
+    processing: fn(&Value) -> Option<ProcessingChange>,
+) -> Option<RecordChange> {
+    match event_type {
+        VodEvent::PROCEDURE_STATE_CHANGED => processing(payload).map(RecordChange::Processing),
+        VodEvent::FILE_DELETED => {
+            let files = procedure::deleted_files(payload);
+            (!files.is_empty()).then_some(RecordChange::Deleted(files))
+        }
+        _ => None,
+    }
 }
 
 /// v3 bodies carry `EventType`, v2 bodies `eventType`; the key alone decides.
@@ -277,10 +310,13 @@ mod tests {
                 file_id,
                 "{name}"
             );
-            assert!(
-                event.upload.is_none(),
-                "{name}: only NewFileUpload makes a record"
+            assert_eq!(
+                event.upload.is_some(),
+                event_type == "PullComplete",
+                "{name}: NewFileUpload and PullComplete make records"
             );
+            let changes = matches!(event_type, "ProcedureStateChanged" | "FileDeleted");
+            assert_eq!(event.change.is_some(), changes, "{name}");
             assert!(
                 event
                     .dedupe_key

@@ -246,10 +246,22 @@ async fn every_event_type_known_or_not_is_stored_as_received() {
         let (_, again) = app.callback(raw).await;
         assert_eq!(again["duplicate"], true, "{name}");
     }
+    // Records follow their files: the pulled upload, the processed file, the deleted file.
+    let mut recorded: Vec<String> = app
+        .list_all("/v1/uploads", 500)
+        .await
+        .iter()
+        .map(|u| u["file_id"].as_str().expect("file_id").to_owned())
+        .collect();
+    recorded.sort();
     assert_eq!(
-        app.list_all("/v1/uploads", 500).await.len(),
-        0,
-        "only NewFileUpload makes records"
+        recorded,
+        [
+            "14508071098244959037",
+            "24961954183381008",
+            "5285890784246869930"
+        ],
+        "PullComplete, FileDeleted and ProcedureStateChanged touch records; other types do not"
     );
     let (_, deleted) = app.get("/v1/events?file_id=24961954183381008").await;
     assert_eq!(

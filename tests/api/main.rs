@@ -9,5 +9,6 @@ mod fanout;
 mod health;
 mod helpers;
 mod receiver;
+mod signed_callbacks;
 mod sqlite;
 mod uploads;

@@ -1,4 +1,4 @@
-use crate::helpers::{error_code, new_file_upload, spawn_app};
+use crate::helpers::{error_code, fixture, new_file_upload, spawn_app};
 use reqwest::StatusCode;
 use serde_json::Value;
 use std::collections::HashSet;
@@ -161,6 +161,11 @@ async fn bad_list_parameters_get_400() {
             "/v1/uploads?received_after=9999-12-31T23:59:59-01:00",
             "invalid_time",
         ),
+        (
+            "/v1/uploads?processing_status=done",
+            "invalid_processing_status",
+        ),
+        ("/v1/uploads?deleted=yes", "invalid_boolean"),
         ("/v1/events?cursor=MTIzLm5vdC1hLXV1aWQ", "invalid_cursor"),
         ("/v1/events?limit=1.5", "invalid_limit"),
     ];
@@ -217,4 +222,35 @@ async fn hostile_cursors_huge_limits_and_unencoded_offsets_are_handled() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     let message = body["error"]["message"].as_str().expect("message");
     assert!(!message.contains("Path("), "{message}");
+}
+
+#[tokio::test]
+async fn records_show_processing_and_deletion_and_filter_by_them() {
+    let app = spawn_app().await;
+    app.callback(fixture("v3-procedurestatechanged.json")).await;
+    app.callback(fixture("v3-newfileupload-full.json")).await;
+    app.callback(fixture("v3-filedeleted.json")).await;
+    let (status, finished) = app.get("/v1/uploads?processing_status=finished").await;
+    assert_eq!(status, StatusCode::OK, "{finished}");
+    let record = &finished["data"][0];
+    assert_eq!(record["file_id"], "5285890784246869930");
+    assert_eq!(record["processing_status"], "finished");
+    assert_eq!(record["session_context"], "{\"uploadId\":\"u_42\"}");
+    assert_eq!(
+        record["processing_results"]["outputs"][0]["url"],
+        "https://1256768367.vod2.myqcloud.com/xxx/xxx/v.f20.mp4"
+    );
+    assert!(record["deleted_at"].is_null());
+    let (_, deleted) = app.get("/v1/uploads?deleted=true").await;
+    let ids: Vec<&str> = deleted["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .map(|u| u["file_id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(ids, ["24961954183381008"]);
+    let (_, one) = app.get("/v1/uploads/24961954183381008").await;
+    assert!(one["deleted_at"].is_string(), "{one}");
+    let (_, kept) = app.get("/v1/uploads?deleted=false").await;
+    assert_eq!(kept["data"].as_array().map(Vec::len), Some(2), "{kept}");
 }

@@ -10,6 +10,7 @@
 mod events;
 mod lifecycle;
 mod outbox;
+mod records;
 mod replay;
 mod retry;
 mod settle;
@@ -65,6 +66,15 @@ conformance! {
         long_source_contexts_are_stored_and_filterable,
         uploads_list_filters_each_and_combined,
         uploads_list_newest_first_in_pages_without_gaps,
+    }
+    records {
+        processing_follows_the_task_to_its_end,
+        an_older_state_arriving_late_never_overwrites_a_newer_one,
+        a_new_task_replaces_the_state_of_the_last_one,
+        progress_that_arrives_before_the_upload_is_kept,
+        deleted_files_stay_queryable_and_filterable,
+        processing_status_filters_the_list,
+        a_pull_makes_a_record_like_an_upload,
     }
     tokens {
         token_names_are_unique_among_active_tokens,

@@ -156,15 +156,14 @@ pub async fn claim_carries_what_a_delivery_needs(store: TestStore) {
     assert_eq!(stored_delivery.status, "pending");
     assert!(attempts.is_empty(), "a claim is not a logged attempt yet");
 
-    // An event whose file has no upload record.
-    let deleted = ingest(&store, &deleted_body("24961954183381008"))
+    // An event about no upload record.
+    let edit = ingest(&store, &fixture("v3-editmediacomplete.json"))
         .await
         .event_id;
     let claims = claim(&store, now(), &[]).await;
     assert_eq!(claims.len(), 1);
-    assert_eq!(claims[0].event_id, deleted);
-    assert_eq!(claims[0].event_type, "FileDeleted");
-    assert_eq!(claims[0].file_id.as_deref(), Some("24961954183381008"));
+    assert_eq!(claims[0].event_id, edit);
+    assert_eq!(claims[0].event_type, "EditMediaComplete");
     assert!(claims[0].upload.is_none());
 }
 

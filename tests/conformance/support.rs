@@ -274,7 +274,7 @@ pub fn v2_upload_body(file_id: &str, source_type: &str) -> Vec<u8> {
     serde_json::to_vec(&body).expect("serialise")
 }
 
-/// The v3 FileDeleted fixture for another file: an event of another type, with no upload record.
+/// The v3 FileDeleted fixture for another file.
 pub fn deleted_body(file_id: &str) -> Vec<u8> {
     let mut body = fixture_json("v3-filedeleted.json");
     body["FileDeleteEvent"]["FileIdSet"] = json!([file_id]);

@@ -1,8 +1,8 @@
 //! `UploadStore`: the upload record ingest writes and completes, and the filtered upload list.
 
 use crate::support::{
-    assert_distinct, between, collect_pages, deleted_body, fixture, ingest, page_limit, parse,
-    set_media_info, set_source, upload, upload_body, upload_body_with, v2_upload_body, TestStore,
+    assert_distinct, between, collect_pages, fixture, ingest, page_limit, parse, set_media_info,
+    set_source, upload, upload_body, upload_body_with, v2_upload_body, TestStore,
 };
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
@@ -38,8 +38,9 @@ pub async fn upload_record_holds_the_new_file_upload_fields(store: TestStore) {
     assert_eq!(record.received_at, stored.received_at);
     assert_eq!(record.updated_at, record.received_at);
 
-    // Only a NewFileUpload makes a record.
-    ingest(&store, &deleted_body("24961954183381008")).await;
+    // Events about no file's record make none.
+    ingest(&store, &fixture("v3-editmediacomplete.json")).await;
+    ingest(&store, &fixture("v3-unknown-future-event.json")).await;
     for file_id in ["24961954183381008", "999"] {
         assert!(
             store

@@ -1,7 +1,7 @@
 //! Postgres: the ingest statement (event, upload record and outbox rows in one) and event reads.
 
 use super::PgStore;
-use crate::domain::{Page, PageLimit, StoredEvent};
+use crate::domain::{Page, PageLimit, RecordChange, StoredEvent};
 use crate::storage::common::CommonQueries;
 use crate::storage::{upsert, EventFilter, EventStore, IncomingEvent, IngestOutcome};
 use crate::storage::{StorageError, StorageResult};
@@ -12,9 +12,13 @@ use std::sync::LazyLock;
 use uuid::Uuid;
 
 /// One statement, so one round trip and one commit: the event (or the stored one it repeats),
-/// its upload record, and, for a new event, one outbox row per matching enabled subscription and
-/// matching handler. The time is the database's, taken as the event is inserted.
-static INGEST_SQL: LazyLock<String> = LazyLock::new(|| {
+/// what it changes in upload records (`record`, a statement over the `stored` CTE), and, for a
+/// new event, one outbox row per matching enabled subscription and matching handler. The time
+/// is the database's, taken as the event is inserted.
+fn ingest_sql(record: Option<String>) -> String {
+    let record = record
+        .map(|sql| format!("record AS ({sql}), "))
+        .unwrap_or_default();
     format!(
         "WITH inserted AS ( \
            INSERT INTO events (id, dedupe_key, event_type, format, file_id, received_at, raw_body, body, headers, client_addr) \
@@ -24,7 +28,7 @@ static INGEST_SQL: LazyLock<String> = LazyLock::new(|| {
            SELECT id, date_trunc('microseconds', clock_timestamp()) AS received_at FROM events \
            WHERE dedupe_key = $2 AND NOT EXISTS (SELECT 1 FROM inserted)), \
          stored AS (SELECT id, received_at FROM inserted UNION ALL SELECT id, received_at FROM repeated), \
-         upload AS ({upsert}), \
+         {record}\
          outbox AS ( \
            INSERT INTO deliveries (id, event_id, subscription_id, handler, status, max_attempts, next_attempt_at, created_at, updated_at) \
            SELECT vodhook_uuid_v7(), e.id, s.id, NULL, 'pending', $11, e.received_at, e.received_at, e.received_at \
@@ -32,9 +36,27 @@ static INGEST_SQL: LazyLock<String> = LazyLock::new(|| {
            UNION ALL \
            SELECT vodhook_uuid_v7(), e.id, NULL, h, 'pending', $11, e.received_at, e.received_at, e.received_at \
              FROM inserted e CROSS JOIN unnest($10::text[]) AS h) \
-         SELECT id, TRUE FROM inserted UNION ALL SELECT id, FALSE FROM repeated",
-        upsert = upsert::upsert_from("stored", 12),
+         SELECT id, TRUE FROM inserted UNION ALL SELECT id, FALSE FROM repeated"
     )
+}
+
+/// An event that touches no upload record.
+static INGEST_SQL: LazyLock<String> = LazyLock::new(|| ingest_sql(None));
+
+/// An upload (NewFileUpload, PullComplete): its record's fields are `$12..`.
+static INGEST_UPLOAD_SQL: LazyLock<String> =
+    LazyLock::new(|| ingest_sql(Some(upsert::upsert_from("stored", 12))));
+
+/// A task's progress (ProcedureStateChanged): `$12..`.
+static INGEST_PROCESSING_SQL: LazyLock<String> =
+    LazyLock::new(|| ingest_sql(Some(upsert::processing_from("stored", 12))));
+
+/// A deletion (FileDeleted): the FileIds are `$12`.
+static INGEST_DELETED_SQL: LazyLock<String> = LazyLock::new(|| {
+    ingest_sql(Some(upsert::deleted_from(
+        "stored",
+        "unnest($12::text[]) AS f(file_id)",
+    )))
 });
 
 #[async_trait]
@@ -45,7 +67,13 @@ impl EventStore for PgStore {
         // A repeat committed by another request after this statement took its snapshot is seen
         // by neither half of it (the insert skips it, the lookup cannot see it): ask again.
         for _ in 0..5 {
-            let query = sqlx::query_as::<_, (Uuid, bool)>(&INGEST_SQL)
+            let sql: &str = match (&event.upload, &event.change) {
+                (Some(_), _) => &INGEST_UPLOAD_SQL,
+                (None, Some(RecordChange::Processing(_))) => &INGEST_PROCESSING_SQL,
+                (None, Some(RecordChange::Deleted(_))) => &INGEST_DELETED_SQL,
+                (None, None) => &INGEST_SQL,
+            };
+            let query = sqlx::query_as::<_, (Uuid, bool)>(sql)
                 .bind(incoming.id)
                 .bind(&event.dedupe_key)
                 .bind(&event.event_type)
@@ -57,9 +85,17 @@ impl EventStore for PgStore {
                 .bind(&incoming.client_addr)
                 .bind(&incoming.handlers)
                 .bind(incoming.max_attempts);
-            let stored = upsert::bind_fields(query, event.upload.as_ref())
-                .fetch_optional(&self.pool)
-                .await?;
+            let query = match (&event.upload, &event.change) {
+                (Some(fields), _) => upsert::bind_fields(query, Some(fields)),
+                (None, Some(RecordChange::Processing(change))) => {
+                    upsert::bind_processing(query, change)
+                }
+                (None, Some(RecordChange::Deleted(files))) => {
+                    query.bind(files.iter().map(|f| f.as_str()).collect::<Vec<_>>())
+                }
+                (None, None) => query,
+            };
+            let stored = query.fetch_optional(&self.pool).await?;
             if let Some((event_id, new)) = stored {
                 return Ok(IngestOutcome {
                     event_id,

@@ -1,7 +1,7 @@
 //! SQLite: the ingest transaction (event, upload record and outbox rows) and event reads.
 
 use super::{now, SqliteStore, UUID_V7_SQL};
-use crate::domain::{Page, PageLimit, StoredEvent};
+use crate::domain::{Page, PageLimit, RecordChange, StoredEvent};
 use crate::storage::common::CommonQueries;
 use crate::storage::{
     upsert, EventFilter, EventStore, IncomingEvent, IngestOutcome, StorageResult,
@@ -13,9 +13,22 @@ use sqlx::Sqlite;
 use std::sync::LazyLock;
 use uuid::Uuid;
 
-/// The upload record of the stored event `$1`, received at `$2`.
+/// What an upload makes of its record; the event's fields are `$1..$14`, then the stored event
+/// and its time.
 static UPSERT_SQL: LazyLock<String> =
-    LazyLock::new(|| upsert::upsert_from("(SELECT $1 AS id, $2 AS received_at)", 3));
+    LazyLock::new(|| upsert::upsert_from("(SELECT $15 AS id, $16 AS received_at)", 1));
+
+/// A task's progress: `$1..$6`, then the stored event and its time.
+static PROCESSING_SQL: LazyLock<String> =
+    LazyLock::new(|| upsert::processing_from("(SELECT $7 AS id, $8 AS received_at)", 1));
+
+/// A deletion: the FileIds as a JSON array `$1`, then the stored event and its time.
+static DELETED_SQL: LazyLock<String> = LazyLock::new(|| {
+    upsert::deleted_from(
+        "(SELECT $2 AS id, $3 AS received_at)",
+        "(SELECT value AS file_id FROM json_each($1)) AS f",
+    )
+});
 
 /// One outbox row per matching enabled subscription and per handler (`$5`, a JSON array).
 static OUTBOX_SQL: LazyLock<String> = LazyLock::new(|| {
@@ -66,11 +79,23 @@ impl EventStore for SqliteStore {
                 duplicate: true,
             },
         };
-        if let Some(fields) = &event.upload {
-            let query = sqlx::query(&UPSERT_SQL)
+        let record = match (&event.upload, &event.change) {
+            (Some(fields), _) => Some(upsert::bind_fields(sqlx::query(&UPSERT_SQL), Some(fields))),
+            (None, Some(RecordChange::Processing(change))) => Some(upsert::bind_processing(
+                sqlx::query(&PROCESSING_SQL),
+                change,
+            )),
+            (None, Some(RecordChange::Deleted(files))) => Some(
+                sqlx::query(&DELETED_SQL)
+                    .bind(Json(files.iter().map(|f| f.as_str()).collect::<Vec<_>>())),
+            ),
+            (None, None) => None,
+        };
+        if let Some(record) = record {
+            // The stored event and its time are the statement's last two parameters.
+            record
                 .bind(outcome.event_id)
-                .bind(received_at);
-            upsert::bind_fields(query, Some(fields))
+                .bind(received_at)
                 .execute(&mut *tx)
                 .await?;
         }
