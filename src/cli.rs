@@ -54,6 +54,40 @@ pub enum Command {
         #[arg(long)]
         file_id: Option<String>,
     },
+    /// Print a VOD client-upload signature (stdout) and its expiry (stderr), signed with
+    /// VODHOOK_TENCENT_SECRET_ID/KEY; defaults come from the VOD settings, as for the API.
+    SignUpload {
+        /// sourceContext, returned in the upload callback (at most 250 characters).
+        #[arg(long)]
+        source_context: Option<String>,
+        /// Task-flow template to run after the upload (default: VODHOOK_VOD_PROCEDURE).
+        #[arg(long)]
+        procedure: Option<String>,
+        /// Storage region such as ap-singapore (default: VODHOOK_VOD_STORAGE_REGION).
+        #[arg(long)]
+        storage_region: Option<String>,
+        /// Media category ID.
+        #[arg(long)]
+        class_id: Option<u64>,
+        /// Make the signature usable for one upload only.
+        #[arg(long)]
+        one_time: bool,
+        /// Validity in seconds, 1 to 7776000 (default: 3600).
+        #[arg(long)]
+        expire_seconds: Option<u64>,
+        /// VOD sub-application ID (default: VODHOOK_VOD_SUB_APP_ID).
+        #[arg(long)]
+        vod_sub_app_id: Option<u64>,
+        /// sessionContext, returned in ProcedureStateChanged (needs a procedure).
+        #[arg(long)]
+        session_context: Option<String>,
+        /// Priority of the procedure's task, -10 to 10 (needs a procedure).
+        #[arg(long, allow_negative_numbers = true)]
+        task_priority: Option<i64>,
+        /// Finish, Change or None: when ProcedureStateChanged is sent (needs a procedure).
+        #[arg(long)]
+        task_notify_mode: Option<crate::tencent::upload_signature::TaskNotifyMode>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -135,6 +169,49 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
             store.close().await;
+        }
+        Command::SignUpload {
+            source_context,
+            procedure,
+            storage_region,
+            class_id,
+            one_time,
+            expire_seconds,
+            vod_sub_app_id,
+            session_context,
+            task_priority,
+            task_notify_mode,
+        } => {
+            use crate::tencent::upload_signature::{self, UploadSignatureRequest};
+            let credentials = settings
+                .vod
+                .credentials
+                .as_ref()
+                .context(upload_signature::NOT_CONFIGURED)?;
+            upload_signature::check_defaults(&settings.vod).map_err(anyhow::Error::msg)?;
+            let mut request = UploadSignatureRequest {
+                source_context,
+                procedure,
+                storage_region,
+                class_id,
+                one_time_valid: one_time,
+                expire_seconds,
+                vod_sub_app_id,
+                session_context,
+                task_priority,
+                task_notify_mode,
+            };
+            request.apply_defaults(&settings.vod);
+            let now = chrono::Utc::now().timestamp();
+            let signed = upload_signature::sign_with_os_random(&request, credentials, now)?;
+            println!("{}", signed.signature);
+            match chrono::DateTime::from_timestamp(signed.expires_at, 0) {
+                Some(at) => eprintln!(
+                    "expires at {}",
+                    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                ),
+                None => eprintln!("expires at Unix time {}", signed.expires_at),
+            }
         }
         Command::Simulate { .. } => unreachable!("handled above"),
     }

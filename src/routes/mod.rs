@@ -8,6 +8,7 @@ mod health;
 mod list_params;
 mod metrics;
 mod subscriptions;
+mod upload_signatures;
 mod uploads;
 
 use crate::config::Settings;
@@ -65,6 +66,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         postable("/v1/callbacks/vod/{token:.*}")
             .route(web::post().to(callbacks::receive_vod_callback_with_token)),
+    )
+    .service(
+        postable("/v1/upload-signatures")
+            .route(web::post().to(upload_signatures::create_upload_signature)),
     )
     .service(readable("/v1/uploads", uploads::list_uploads))
     .service(readable("/v1/uploads/{file_id}", uploads::get_upload))

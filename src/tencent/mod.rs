@@ -6,5 +6,8 @@ mod callback_v2;
 mod callback_v3;
 mod lenient;
 mod procedure;
+pub mod tc3;
+pub mod upload_signature;
+pub mod vod_api;
 
 pub use callback::{dedupe_key, parse_callback, CallbackParseError};

@@ -11,4 +11,6 @@ mod helpers;
 mod receiver;
 mod signed_callbacks;
 mod sqlite;
+mod upload_signatures;
 mod uploads;
+mod vod_standin;
