@@ -5,7 +5,9 @@ use crate::config::Settings;
 use crate::fanout::{
     Clock, DeliveryWorker, EventHandler, Handlers, HttpTarget, SystemClock, Wakeup, WorkerSettings,
 };
+use crate::ingest::Ingestor;
 use crate::metrics::Metrics;
+use crate::pull::{PullHealth, PullSettings, PullWorker};
 use crate::routes::{self, AppState};
 use crate::storage::{Access, StorageError, Store};
 use crate::telemetry;
@@ -23,6 +25,7 @@ pub struct ApplicationBuilder {
     clock: Arc<dyn Clock>,
     store: Option<Store>,
     listener: Option<TcpListener>,
+    pull_settings: PullSettings,
 }
 
 impl ApplicationBuilder {
@@ -48,6 +51,12 @@ impl ApplicationBuilder {
     /// An already migrated store, instead of connecting with `DATABASE_URL`.
     pub fn store(mut self, store: Store) -> Self {
         self.store = Some(store);
+        self
+    }
+
+    /// Timeouts and backoff of the pull worker (tests shorten them).
+    pub fn pull_settings(mut self, pull_settings: PullSettings) -> Self {
+        self.pull_settings = pull_settings;
         self
     }
 
@@ -92,6 +101,24 @@ impl ApplicationBuilder {
         );
         let worker_enabled = settings.worker_enabled;
         let store_for_wakeup = store.clone();
+        let ingestor = Ingestor::new(
+            store.clone(),
+            self.handlers.clone(),
+            settings.retry_policy.max_attempts(),
+            wakeup.clone(),
+        );
+        let pull_health = PullHealth::default();
+        let puller = if settings.vod.mode.pulls() {
+            Some(PullWorker::new(
+                &settings.vod,
+                ingestor.clone(),
+                store.clone(),
+                pull_health.clone(),
+                self.pull_settings,
+            )?)
+        } else {
+            None
+        };
         let state = web::Data::new(AppState {
             store,
             settings: Arc::new(settings),
@@ -99,6 +126,8 @@ impl ApplicationBuilder {
             metrics,
             clock: self.clock,
             wakeup: wakeup.clone(),
+            ingestor,
+            pull_health,
         });
         let server = HttpServer::new(move || {
             App::new()
@@ -110,12 +139,18 @@ impl ApplicationBuilder {
         .disable_signals()
         .listen(listener)?
         .run();
-        tracing::info!(port, worker = worker_enabled, "vodhook listening");
+        tracing::info!(
+            port,
+            worker = worker_enabled,
+            pull = puller.is_some(),
+            "vodhook listening"
+        );
         Ok(Application {
             port,
             server,
             worker,
             worker_enabled,
+            puller,
             wakeup,
             store_for_wakeup,
         })
@@ -127,6 +162,8 @@ pub struct Application {
     server: Server,
     worker: DeliveryWorker,
     worker_enabled: bool,
+    /// Pulls VOD's event queue (`VODHOOK_VOD_MODE=pull` or `both`).
+    puller: Option<PullWorker>,
     wakeup: Wakeup,
     store_for_wakeup: Store,
 }
@@ -139,6 +176,7 @@ impl Application {
             clock: Arc::new(SystemClock),
             store: None,
             listener: None,
+            pull_settings: PullSettings::default(),
         }
     }
 
@@ -168,6 +206,9 @@ impl Application {
                     .run(shutdown.clone(), self.wakeup.local()),
             )
         });
+        let puller = self
+            .puller
+            .map(|puller| tokio::spawn(puller.run(shutdown.clone())));
         let forwarder = tokio::spawn(
             self.wakeup
                 .clone()
@@ -187,6 +228,9 @@ impl Application {
         shutdown.cancel();
         if let Some(worker) = worker {
             let _ = worker.await;
+        }
+        if let Some(puller) = puller {
+            let _ = puller.await;
         }
         let _ = forwarder.await;
         result

@@ -2,14 +2,12 @@
 
 use super::AppState;
 use crate::error::ApiError;
-use crate::storage::IncomingEvent;
 use crate::tencent::{callback_sign, parse_callback, CallbackParseError};
 use actix_web::{http::header, http::StatusCode, web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 use secrecy::ExposeSecret;
 use serde_json::{json, Map, Value};
 use subtle::ConstantTimeEq;
-use uuid::Uuid;
 
 /// Request headers kept with each event: what tells an operator who sent it and how.
 const KEPT_HEADERS: [&str; 6] = [
@@ -97,20 +95,15 @@ async fn store_callback(
     })?;
     *event_type = Some(event.event_type.clone());
     check_signature(req, &event.body, state)?;
-    let incoming = IncomingEvent {
-        event: &event,
-        id: Uuid::now_v7(),
-        raw_body: &raw,
-        headers: kept_headers(req),
-        client_addr: req.peer_addr().map(|a| a.ip().to_string()),
-        handlers: state.handlers.matching(&event.event_type),
-        max_attempts: i32::try_from(state.settings.retry_policy.max_attempts()).unwrap_or(i32::MAX),
-    };
-    let outcome = state.store.ingest(&incoming).await?;
-    if !outcome.duplicate {
-        // This process's worker need not wait for the NOTIFY round trip.
-        state.wakeup.notify();
-    }
+    let outcome = state
+        .ingestor
+        .ingest(
+            &event,
+            &raw,
+            kept_headers(req),
+            req.peer_addr().map(|a| a.ip().to_string()),
+        )
+        .await?;
     tracing::info!(
         event_id = %outcome.event_id,
         event_type = %event.event_type,

@@ -14,7 +14,9 @@ mod uploads;
 use crate::config::Settings;
 use crate::error::ApiError;
 use crate::fanout::{Clock, Handlers, Wakeup};
+use crate::ingest::Ingestor;
 use crate::metrics::Metrics;
+use crate::pull::PullHealth;
 use crate::storage::Store;
 use actix_web::{web, HttpResponse};
 use std::sync::Arc;
@@ -32,6 +34,10 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// Wakes the delivery workers after an enqueue.
     pub wakeup: Wakeup,
+    /// Stores events from callbacks (and the pull worker) alike.
+    pub ingestor: Ingestor,
+    /// Whether pulling VOD's queue works (when this process pulls).
+    pub pull_health: PullHealth,
 }
 
 /// Registers every route, and JSON error bodies for the failures actix answers by itself.

@@ -120,6 +120,18 @@ pub trait StoreLifecycle: Send + Sync + std::fmt::Debug {
     async fn notify_workers(&self) -> StorageResult<()>;
     /// Calls `wake.notify_one()` whenever another process enqueued deliveries, until `shutdown`.
     async fn relay_wakeups(&self, wake: Arc<Notify>, shutdown: CancellationToken);
+
+    /// Makes the caller the one that does `job` among all that share this database, or `None`
+    /// while another holds it. The lease lasts until it is dropped or its holder loses the
+    /// database (a crashed process loses it at once).
+    async fn try_lead(&self, job: &str) -> StorageResult<Option<Box<dyn LeaderLease>>>;
+}
+
+/// The right to do a job that only one process may do at a time (pulling VOD's queue).
+#[async_trait]
+pub trait LeaderLease: Send + Sync {
+    /// Whether it is still held (it ends when the connection that holds it is lost).
+    async fn is_held(&mut self) -> bool;
 }
 
 /// Received events, deduplicated, with their upload record and outbox rows.

@@ -287,6 +287,14 @@ pub fn vodhook_command(args: &[&str]) -> std::process::Command {
         "VODHOOK_MAX_BODY_BYTES",
         "VODHOOK_DB_POOL_SIZE",
         "VODHOOK_LOG_FORMAT",
+        "VODHOOK_VOD_SIGN_KEY",
+        "VODHOOK_VOD_MODE",
+        "VODHOOK_TENCENT_SECRET_ID",
+        "VODHOOK_TENCENT_SECRET_KEY",
+        "VODHOOK_VOD_SUB_APP_ID",
+        "VODHOOK_VOD_API_ENDPOINT",
+        "VODHOOK_VOD_PROCEDURE",
+        "VODHOOK_VOD_STORAGE_REGION",
         "RUST_LOG",
     ] {
         command.env_remove(var);

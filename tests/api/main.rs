@@ -8,6 +8,7 @@ mod events;
 mod fanout;
 mod health;
 mod helpers;
+mod pull;
 mod receiver;
 mod signed_callbacks;
 mod sqlite;

@@ -48,6 +48,7 @@ conformance! {
     lifecycle {
         migrating_again_is_harmless,
         ping_answers_and_describe_names_the_backend,
+        one_holder_leads_a_job_until_it_lets_go,
     }
     events {
         new_event_is_stored_as_received,

@@ -6,9 +6,11 @@ mod subscriptions;
 mod tokens;
 mod uploads;
 
-use super::{StorageResult, StoreLifecycle};
+use super::{LeaderLease, StorageResult, StoreLifecycle};
 use async_trait::async_trait;
+use sha2::{Digest, Sha256};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{Connection, PgConnection};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -105,6 +107,22 @@ impl StoreLifecycle for PgStore {
         Ok(())
     }
 
+    async fn try_lead(&self, job: &str) -> StorageResult<Option<Box<dyn LeaderLease>>> {
+        // A session-level advisory lock on a connection of its own: it ends with the session,
+        // so a process that dies or loses the database gives it up at once.
+        let mut conn = self.pool.acquire().await?.detach();
+        let held: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(advisory_key(job))
+            .fetch_one(&mut conn)
+            .await?;
+        if held {
+            Ok(Some(Box::new(AdvisoryLease { conn })))
+        } else {
+            let _ = conn.close().await;
+            Ok(None)
+        }
+    }
+
     async fn relay_wakeups(&self, wake: Arc<Notify>, shutdown: CancellationToken) {
         while !shutdown.is_cancelled() {
             match sqlx::postgres::PgListener::connect_with(&self.worker_pool).await {
@@ -136,4 +154,27 @@ impl StoreLifecycle for PgStore {
             }
         }
     }
+}
+
+/// An advisory lock held by its own connection.
+struct AdvisoryLease {
+    conn: PgConnection,
+}
+
+#[async_trait]
+impl LeaderLease for AdvisoryLease {
+    async fn is_held(&mut self) -> bool {
+        sqlx::query("SELECT 1")
+            .execute(&mut self.conn)
+            .await
+            .is_ok()
+    }
+}
+
+/// The advisory lock key of a job: the first eight bytes of its name's SHA-256.
+fn advisory_key(job: &str) -> i64 {
+    let digest = Sha256::digest(format!("vodhook:{job}").as_bytes());
+    let mut key = [0u8; 8];
+    key.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(key)
 }

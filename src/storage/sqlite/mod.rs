@@ -12,7 +12,7 @@ mod subscriptions;
 mod tokens;
 mod uploads;
 
-use super::{Access, StorageError, StorageResult, StoreLifecycle};
+use super::{Access, LeaderLease, StorageError, StorageResult, StoreLifecycle};
 use async_trait::async_trait;
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use owner_lock::OwnerLock;
@@ -20,6 +20,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{Sqlite, Transaction};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
@@ -51,6 +52,8 @@ pub(super) struct SqliteStore {
     path: PathBuf,
     /// Held while this process serves the database; released on close.
     owner: Mutex<Option<OwnerLock>>,
+    /// Jobs led within this process (see `try_lead`).
+    leases: Arc<Mutex<HashSet<String>>>,
 }
 
 impl SqliteStore {
@@ -150,6 +153,7 @@ impl SqliteStore {
             readers,
             path,
             owner: Mutex::new(owner),
+            leases: Arc::default(),
         })
     }
 
@@ -203,6 +207,21 @@ impl StoreLifecycle for SqliteStore {
     async fn relay_wakeups(&self, _wake: Arc<Notify>, shutdown: CancellationToken) {
         shutdown.cancelled().await;
     }
+
+    /// One process owns the database, so leading is decided within it.
+    async fn try_lead(&self, job: &str) -> StorageResult<Option<Box<dyn LeaderLease>>> {
+        let mut held = self
+            .leases
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if !held.insert(job.to_owned()) {
+            return Ok(None);
+        }
+        Ok(Some(Box::new(LocalLease {
+            leases: self.leases.clone(),
+            job: job.to_owned(),
+        })))
+    }
 }
 
 /// Creates `path` (and its directory) readable by its owner only, unless it exists; SQLite gives
@@ -228,5 +247,27 @@ fn create_private_file(path: &Path) -> StorageResult<()> {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(io_error("database file", path, e)),
+    }
+}
+
+/// A job led by this process, until dropped.
+struct LocalLease {
+    leases: Arc<Mutex<HashSet<String>>>,
+    job: String,
+}
+
+#[async_trait]
+impl LeaderLease for LocalLease {
+    async fn is_held(&mut self) -> bool {
+        true
+    }
+}
+
+impl Drop for LocalLease {
+    fn drop(&mut self) {
+        self.leases
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(&self.job);
     }
 }

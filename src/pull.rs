@@ -1,0 +1,239 @@
+//! Reliable callback mode: pull VOD's event queue, store each event as a push callback would be
+//! stored, and confirm it only once it is committed.
+//!
+//! VOD keeps an unconfirmed event and serves it again 30 s after it was pulled, so a crash
+//! between commit and confirmation costs one repeat, which ingest recognises.
+
+use crate::config::VodSettings;
+use crate::ingest::Ingestor;
+use crate::storage::{LeaderLease, StorageError, Store};
+use crate::tencent::parse_callback;
+use crate::tencent::vod_api::{PulledEvent, VodApi};
+use rand::Rng;
+use serde_json::json;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// The job only one process pulls at a time, among those sharing a database.
+pub const PULL_JOB: &str = "vod-pull";
+
+/// Whether pulling works; `/readyz` fails once the worker has stopped for good.
+#[derive(Debug, Clone, Default)]
+pub struct PullHealth(Arc<Mutex<Option<String>>>);
+
+impl PullHealth {
+    /// Why the pull worker stopped, if it did.
+    pub fn problem(&self) -> Option<String> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    fn stopped(&self, problem: String) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(problem);
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct PullSettings {
+    /// PullEvents holds an empty poll for up to 5 s; a request gives up after this.
+    pub request_timeout: Duration,
+    /// Backoff after an API or storage error: doubling from `min_backoff` up to `max_backoff`.
+    pub min_backoff: Duration,
+    pub max_backoff: Duration,
+    /// How often a process that does not pull checks whether it should take over.
+    pub standby_poll: Duration,
+}
+
+impl Default for PullSettings {
+    fn default() -> PullSettings {
+        PullSettings {
+            request_timeout: Duration::from_secs(10),
+            min_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(60),
+            standby_poll: Duration::from_secs(5),
+        }
+    }
+}
+
+pub struct PullWorker {
+    api: VodApi,
+    ingestor: Ingestor,
+    store: Store,
+    health: PullHealth,
+    settings: PullSettings,
+}
+
+/// Why pulling stopped while this process led it.
+enum Stop {
+    Shutdown,
+    LostLease,
+    Fatal(String),
+}
+
+impl PullWorker {
+    pub fn new(
+        vod: &VodSettings,
+        ingestor: Ingestor,
+        store: Store,
+        health: PullHealth,
+        settings: PullSettings,
+    ) -> anyhow::Result<PullWorker> {
+        let credentials = vod.credentials.clone().ok_or_else(|| {
+            anyhow::anyhow!(
+                "pull mode needs VODHOOK_TENCENT_SECRET_ID and VODHOOK_TENCENT_SECRET_KEY"
+            )
+        })?;
+        let api = VodApi::new(&vod.api_endpoint, credentials, vod.sub_app_id)
+            .map_err(|e| anyhow::anyhow!("cannot set up the VOD API client: {e}"))?
+            .with_request_timeout(settings.request_timeout);
+        Ok(PullWorker {
+            api,
+            ingestor,
+            store,
+            health,
+            settings,
+        })
+    }
+
+    /// Pulls until `shutdown`, while this process leads the pull; stands by while another does.
+    /// Stops for good on a credentials error (retrying cannot fix it), which `/readyz` reports.
+    pub async fn run(self, shutdown: CancellationToken) {
+        while !shutdown.is_cancelled() {
+            let lease = match self.store.try_lead(PULL_JOB).await {
+                Ok(Some(lease)) => lease,
+                Ok(None) => {
+                    tracing::debug!("another process pulls VOD's queue; standing by");
+                    self.pause(self.settings.standby_poll, &shutdown).await;
+                    continue;
+                }
+                Err(error) => {
+                    tracing::warn!(error = format!("{error:#}"), "cannot take the pull lease");
+                    self.pause(self.settings.standby_poll, &shutdown).await;
+                    continue;
+                }
+            };
+            tracing::info!("pulling VOD's event queue");
+            match self.pull_while_leading(lease, &shutdown).await {
+                Stop::Shutdown => return,
+                Stop::LostLease => tracing::warn!("lost the pull lease; standing by"),
+                Stop::Fatal(problem) => {
+                    tracing::error!(%problem, "pulling VOD's event queue stopped");
+                    self.health.stopped(problem);
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn pull_while_leading(
+        &self,
+        mut lease: Box<dyn LeaderLease>,
+        shutdown: &CancellationToken,
+    ) -> Stop {
+        let mut failures = 0u32;
+        loop {
+            if shutdown.is_cancelled() {
+                return Stop::Shutdown;
+            }
+            if !lease.is_held().await {
+                return Stop::LostLease;
+            }
+            let pulled = tokio::select! {
+                pulled = self.api.pull_events() => pulled,
+                () = shutdown.cancelled() => return Stop::Shutdown,
+            };
+            let failed = match pulled {
+                Ok(events) if events.is_empty() => false,
+                Ok(events) => match self.store_and_confirm(events).await {
+                    Ok(()) => false,
+                    Err(error) => {
+                        tracing::warn!(
+                            error = format!("{error:#}"),
+                            "cannot store pulled events; VOD serves them again"
+                        );
+                        true
+                    }
+                },
+                Err(error) if error.is_fatal() => {
+                    return Stop::Fatal(format!(
+                        "VOD refused the API key ({error}); check VODHOOK_TENCENT_SECRET_ID, \
+                         VODHOOK_TENCENT_SECRET_KEY and the key's VOD permissions"
+                    ))
+                }
+                Err(error) => {
+                    tracing::warn!(code = error.code(), %error, "PullEvents failed; retrying");
+                    true
+                }
+            };
+            failures = if failed { failures + 1 } else { 0 };
+            if failures > 0 {
+                self.pause(self.backoff(failures), shutdown).await;
+            }
+        }
+    }
+
+    /// Stores each event (a repeat is recognised), then confirms those committed; the rest
+    /// come back after VOD's 30 s window. Returns the first storage error, if any.
+    async fn store_and_confirm(&self, events: Vec<PulledEvent>) -> Result<(), StorageError> {
+        let mut committed = Vec::with_capacity(events.len());
+        let mut failure = None;
+        for pulled in events {
+            let event = match parse_callback(&pulled.raw) {
+                Ok(event) => event,
+                Err(error) => {
+                    // It cannot be stored anywhere, and unconfirmed it would come back for
+                    // four days: confirm it, and say so loudly.
+                    tracing::error!(handle = %pulled.handle, %error, "VOD queued an event that is not a callback; confirming it unstored");
+                    committed.push(pulled.handle);
+                    continue;
+                }
+            };
+            let via = json!({"via": "PullEvents"});
+            match self.ingestor.ingest(&event, &pulled.raw, via, None).await {
+                Ok(outcome) => {
+                    tracing::info!(
+                        event_id = %outcome.event_id,
+                        event_type = %event.event_type,
+                        duplicate = outcome.duplicate,
+                        "pulled event stored"
+                    );
+                    committed.push(pulled.handle);
+                }
+                Err(error) => {
+                    failure = Some(error);
+                    break;
+                }
+            }
+        }
+        if !committed.is_empty() {
+            if let Err(error) = self.api.confirm_events(&committed).await {
+                tracing::warn!(code = error.code(), %error, "ConfirmEvents failed; VOD serves those events again and they are recognised as repeats");
+            }
+        }
+        failure.map_or(Ok(()), Err)
+    }
+
+    /// Doubling from the minimum, capped, with up to 20 % jitter so several processes that
+    /// failed together do not retry together.
+    fn backoff(&self, failures: u32) -> Duration {
+        let doubled = self
+            .settings
+            .min_backoff
+            .saturating_mul(1u32 << failures.saturating_sub(1).min(16));
+        let capped = doubled.min(self.settings.max_backoff);
+        capped.mul_f64(1.0 + rand::thread_rng().gen_range(0.0..0.2))
+    }
+
+    async fn pause(&self, duration: Duration, shutdown: &CancellationToken) {
+        tokio::select! {
+            () = tokio::time::sleep(duration) => {}
+            () = shutdown.cancelled() => {}
+        }
+    }
+}
