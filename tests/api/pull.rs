@@ -106,9 +106,21 @@ async fn pulled_events_are_stored_once_and_confirmed() {
 #[tokio::test]
 async fn nothing_is_confirmed_that_was_not_committed() {
     let standin = standin().await;
+    standin.set_redelivery_window(Duration::from_millis(800));
     let app = pulling_app(&standin, SECRET_KEY).await;
-    // Storage goes away: pulled events cannot be committed, so none may be confirmed.
-    app.db.drop_now().await;
+    // Every insert of an event fails, as when the disk is full: nothing commits.
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&app.db.url)
+        .await
+        .expect("connect");
+    sqlx::raw_sql(
+        "CREATE FUNCTION refuse_events() RETURNS trigger LANGUAGE plpgsql AS \
+           $$ BEGIN RAISE EXCEPTION 'storage refuses events'; END $$; \
+         CREATE TRIGGER refuse_events BEFORE INSERT ON events \
+           FOR EACH ROW EXECUTE FUNCTION refuse_events();",
+    )
+    .execute(&mut conn)
+    .await
+    .expect("trigger");
     standin.enqueue(vec![upload_event("6001"), upload_event("6002")]);
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(standin.served_count() >= 2, "the events were pulled");
@@ -117,6 +129,16 @@ async fn nothing_is_confirmed_that_was_not_committed() {
         "no confirmation without a commit: {:?}",
         standin.confirmed()
     );
+    assert!(stored_events(&app).await.is_empty());
+
+    // Storage recovers: VOD serves the unconfirmed events again; now they commit and confirm.
+    sqlx::raw_sql("DROP TRIGGER refuse_events ON events")
+        .execute(&mut conn)
+        .await
+        .expect("drop trigger");
+    let confirmed = standin.wait_for_confirmed(2, WAIT).await;
+    assert_eq!(confirmed.len(), 2);
+    assert_eq!(stored_events(&app).await.len(), 2);
 }
 
 #[tokio::test]
