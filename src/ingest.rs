@@ -1,52 +1,186 @@
-//! Storing one VOD event the same way whichever way it came: a push callback or a pull.
+//! Storing VOD events the same way whichever way they came (a push or a pull), with group
+//! commit and admission control.
+//!
+//! Each event waits in a bounded queue; a few committer tasks take everything queued (up to a
+//! batch) and store it in one transaction, so concurrent callbacks share one commit. A lone
+//! event is committed at once: nothing waits for a batch to fill. When the queue (or the bytes
+//! it holds) is full, new events are refused at once, so the caller can answer 503 with
+//! Retry-After instead of buffering without bound.
 
 use crate::domain::VodEvent;
 use crate::fanout::{Handlers, Wakeup};
-use crate::storage::{IncomingEvent, IngestOutcome, StorageResult, Store};
+use crate::storage::{IncomingEvent, IngestOutcome, StorageError, Store};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot, Mutex, OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
-/// Stores events with their outbox rows and wakes the delivery workers; cheap to clone.
+/// The most events one transaction stores.
+const MAX_BATCH: usize = 256;
+/// Events waiting for a committer, at most.
+const QUEUE_CAPACITY: usize = 4096;
+
+/// Why an event was not stored.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// Too much is waiting already: try again shortly.
+    #[error("vodhook is at capacity; retry shortly")]
+    Busy,
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The committers are gone (the process is stopping).
+    #[error("vodhook is shutting down")]
+    Stopped,
+}
+
+/// Room for one event's body in the ingest buffer, taken before the body is read and given
+/// back when the event is committed (on drop).
+pub struct Admission {
+    _room: OwnedSemaphorePermit,
+}
+
+/// One event waiting to be committed.
+struct Pending {
+    event: VodEvent,
+    raw: Vec<u8>,
+    headers: serde_json::Value,
+    client_addr: Option<String>,
+    handlers: Vec<String>,
+    reply: oneshot::Sender<Result<IngestOutcome, StorageError>>,
+    /// Released once the event is committed.
+    _admission: Admission,
+}
+
+/// Hands events to the committers; cheap to clone.
 #[derive(Clone)]
 pub struct Ingestor {
-    store: Store,
+    queue: mpsc::Sender<Pending>,
+    /// Body bytes held by waiting events (and bodies being read), in KiB.
+    buffer: Arc<Semaphore>,
+    buffer_kib: u32,
     handlers: Handlers,
-    /// Tries each new delivery gets (the retry schedule's length).
-    max_attempts: i32,
-    wakeup: Wakeup,
 }
 
 impl Ingestor {
-    pub fn new(store: Store, handlers: Handlers, max_attempts: u32, wakeup: Wakeup) -> Ingestor {
+    /// Starts the committer tasks (as many as the store can usefully run at once); at most
+    /// `buffer_bytes` of bodies wait at a time.
+    pub fn start(
+        store: Store,
+        handlers: Handlers,
+        max_attempts: u32,
+        wakeup: Wakeup,
+        buffer_bytes: usize,
+    ) -> Ingestor {
+        let buffer_kib = u32::try_from(buffer_bytes / 1024)
+            .unwrap_or(u32::MAX)
+            .clamp(1, Semaphore::MAX_PERMITS as u32);
+        let (queue, receiver) = mpsc::channel(QUEUE_CAPACITY);
+        let receiver = Arc::new(Mutex::new(receiver));
+        let max_attempts = i32::try_from(max_attempts).unwrap_or(i32::MAX);
+        for _ in 0..store.concurrent_writers() {
+            tokio::spawn(commit_batches(
+                store.clone(),
+                receiver.clone(),
+                max_attempts,
+                wakeup.clone(),
+            ));
+        }
         Ingestor {
-            store,
+            queue,
+            buffer: Arc::new(Semaphore::new(buffer_kib as usize)),
+            buffer_kib,
             handlers,
-            max_attempts: i32::try_from(max_attempts).unwrap_or(i32::MAX),
-            wakeup,
         }
     }
 
-    /// Stores `event` (received as `raw`) unless it repeats a stored one; returns after commit.
+    /// Reserves buffer room for a body of `bytes` (read, then queued); `Busy` when full.
+    pub fn admit(&self, bytes: usize) -> Result<Admission, IngestError> {
+        let kib = u32::try_from(bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
+        if kib > self.buffer_kib {
+            return Err(IngestError::Busy);
+        }
+        self.buffer
+            .clone()
+            .try_acquire_many_owned(kib)
+            .map(|room| Admission { _room: room })
+            .map_err(|_| IngestError::Busy)
+    }
+
+    /// Stores `event` (received as `raw`) unless it repeats a stored one; returns after the
+    /// commit that holds it.
     pub async fn ingest(
         &self,
-        event: &VodEvent,
-        raw: &[u8],
+        event: VodEvent,
+        raw: Vec<u8>,
         headers: serde_json::Value,
         client_addr: Option<String>,
-    ) -> StorageResult<IngestOutcome> {
-        let incoming = IncomingEvent {
+        admission: Admission,
+    ) -> Result<IngestOutcome, IngestError> {
+        let (reply, answer) = oneshot::channel();
+        let pending = Pending {
+            handlers: self.handlers.matching(&event.event_type),
             event,
-            id: Uuid::now_v7(),
-            raw_body: raw,
+            raw,
             headers,
             client_addr,
-            handlers: self.handlers.matching(&event.event_type),
-            max_attempts: self.max_attempts,
+            reply,
+            _admission: admission,
         };
-        let outcome = self.store.ingest(&incoming).await?;
-        if !outcome.duplicate {
-            // This process's worker need not wait for the NOTIFY round trip.
-            self.wakeup.notify();
+        self.queue.try_send(pending).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => IngestError::Busy,
+            mpsc::error::TrySendError::Closed(_) => IngestError::Stopped,
+        })?;
+        match answer.await {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(IngestError::Stopped),
         }
-        Ok(outcome)
+    }
+}
+
+/// Takes what is queued (waiting only when nothing is), stores it as one batch, answers each.
+async fn commit_batches(
+    store: Store,
+    receiver: Arc<Mutex<mpsc::Receiver<Pending>>>,
+    max_attempts: i32,
+    wakeup: Wakeup,
+) {
+    loop {
+        let mut batch = Vec::new();
+        {
+            let mut receiver = receiver.lock().await;
+            match receiver.recv().await {
+                Some(first) => batch.push(first),
+                None => return,
+            }
+            while batch.len() < MAX_BATCH {
+                match receiver.try_recv() {
+                    Ok(next) => batch.push(next),
+                    Err(_) => break,
+                }
+            }
+        }
+        let incoming: Vec<IncomingEvent<'_>> = batch
+            .iter()
+            .map(|p| IncomingEvent {
+                event: &p.event,
+                id: Uuid::now_v7(),
+                raw_body: &p.raw,
+                headers: p.headers.clone(),
+                client_addr: p.client_addr.clone(),
+                handlers: p.handlers.clone(),
+                max_attempts,
+            })
+            .collect();
+        let results = store.ingest_batch(&incoming).await;
+        drop(incoming);
+        let mut enqueued = false;
+        for (pending, result) in batch.into_iter().zip(results) {
+            enqueued |= result.as_ref().is_ok_and(|o| !o.duplicate);
+            // The caller may have gone (its client hung up); the event is stored all the same.
+            let _ = pending.reply.send(result);
+        }
+        if enqueued {
+            // This process's worker need not wait for the NOTIFY round trip.
+            wakeup.notify();
+        }
     }
 }

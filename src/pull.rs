@@ -5,8 +5,8 @@
 //! between commit and confirmation costs one repeat, which ingest recognises.
 
 use crate::config::VodSettings;
-use crate::ingest::Ingestor;
-use crate::storage::{LeaderLease, StorageError, Store};
+use crate::ingest::{IngestError, Ingestor};
+use crate::storage::{LeaderLease, Store};
 use crate::tencent::parse_callback;
 use crate::tencent::vod_api::{PulledEvent, VodApi};
 use rand::Rng;
@@ -178,37 +178,28 @@ impl PullWorker {
         }
     }
 
-    /// Stores each event (a repeat is recognised), then confirms those committed; the rest
-    /// come back after VOD's 30 s window. Returns the first storage error, if any.
-    async fn store_and_confirm(&self, events: Vec<PulledEvent>) -> Result<(), StorageError> {
+    /// Stores the events (together: they join one batch commit; a repeat is recognised), then
+    /// confirms those committed; the rest come back after VOD's 30 s window. Returns the first
+    /// error, if any.
+    async fn store_and_confirm(&self, events: Vec<PulledEvent>) -> Result<(), IngestError> {
         let mut committed = Vec::with_capacity(events.len());
-        let mut failure = None;
+        let mut stores = Vec::with_capacity(events.len());
         for pulled in events {
-            let event = match parse_callback(&pulled.raw) {
-                Ok(event) => event,
+            match parse_callback(&pulled.raw) {
+                Ok(event) => stores.push(self.store_one(pulled.handle, event, pulled.raw)),
                 Err(error) => {
                     // It cannot be stored anywhere, and unconfirmed it would come back for
                     // four days: confirm it, and say so loudly.
                     tracing::error!(handle = %pulled.handle, %error, "VOD queued an event that is not a callback; confirming it unstored");
                     committed.push(pulled.handle);
-                    continue;
                 }
-            };
-            let via = json!({"via": "PullEvents"});
-            match self.ingestor.ingest(&event, &pulled.raw, via, None).await {
-                Ok(outcome) => {
-                    tracing::info!(
-                        event_id = %outcome.event_id,
-                        event_type = %event.event_type,
-                        duplicate = outcome.duplicate,
-                        "pulled event stored"
-                    );
-                    committed.push(pulled.handle);
-                }
-                Err(error) => {
-                    failure = Some(error);
-                    break;
-                }
+            }
+        }
+        let mut failure = None;
+        for (handle, stored) in futures_util::future::join_all(stores).await {
+            match stored {
+                Ok(()) => committed.push(handle),
+                Err(error) => failure = failure.or(Some(error)),
             }
         }
         if !committed.is_empty() {
@@ -217,6 +208,31 @@ impl PullWorker {
             }
         }
         failure.map_or(Ok(()), Err)
+    }
+
+    async fn store_one(
+        &self,
+        handle: String,
+        event: crate::domain::VodEvent,
+        raw: Vec<u8>,
+    ) -> (String, Result<(), IngestError>) {
+        let stored = async {
+            let admission = self.ingestor.admit(raw.len())?;
+            let event_type = event.event_type.clone();
+            let via = json!({"via": "PullEvents"});
+            let outcome = self
+                .ingestor
+                .ingest(event, raw, via, None, admission)
+                .await?;
+            tracing::info!(
+                event_id = %outcome.event_id,
+                %event_type,
+                duplicate = outcome.duplicate,
+                "pulled event stored"
+            );
+            Ok(())
+        };
+        (handle, stored.await)
     }
 
     /// Doubling from the minimum, capped, with up to 20 % jitter so several processes that

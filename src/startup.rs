@@ -101,11 +101,12 @@ impl ApplicationBuilder {
         );
         let worker_enabled = settings.worker_enabled;
         let store_for_wakeup = store.clone();
-        let ingestor = Ingestor::new(
+        let ingestor = Ingestor::start(
             store.clone(),
             self.handlers.clone(),
             settings.retry_policy.max_attempts(),
             wakeup.clone(),
+            settings.ingest_buffer_bytes,
         );
         let pull_health = PullHealth::default();
         let puller = if settings.vod.mode.pulls() {

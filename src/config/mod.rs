@@ -28,6 +28,9 @@ pub struct Settings {
     pub api_tokens: Vec<SecretString>,
     pub callback_token: Option<SecretString>,
     pub max_body_bytes: usize,
+    /// Callback bodies held in memory while they wait to be committed, at most; beyond it
+    /// callbacks get 503 with Retry-After.
+    pub ingest_buffer_bytes: usize,
     pub db_pool_size: u32,
     pub log_format: LogFormat,
     /// Encrypts subscription secrets at rest when set.
@@ -76,6 +79,7 @@ struct RawSettings {
     api_tokens: Option<TextList>,
     callback_token: Option<Text>,
     max_body_bytes: Option<Text>,
+    ingest_buffer_bytes: Option<Text>,
     db_pool_size: Option<Text>,
     log_format: Option<Text>,
     secret_key: Option<Text>,
@@ -135,13 +139,14 @@ impl TextList {
 }
 
 /// The environment variables vodhook reads, and the TOML keys they override.
-const ENV_NAMES: [(&str, &str); 24] = [
+const ENV_NAMES: [(&str, &str); 25] = [
     ("database_url", "DATABASE_URL"),
     ("data_dir", "VODHOOK_DATA_DIR"),
     ("listen", "VODHOOK_LISTEN"),
     ("api_tokens", "VODHOOK_API_TOKENS"),
     ("callback_token", "VODHOOK_CALLBACK_TOKEN"),
     ("max_body_bytes", "VODHOOK_MAX_BODY_BYTES"),
+    ("ingest_buffer_bytes", "VODHOOK_INGEST_BUFFER_BYTES"),
     ("db_pool_size", "VODHOOK_DB_POOL_SIZE"),
     ("log_format", "VODHOOK_LOG_FORMAT"),
     ("secret_key", "VODHOOK_SECRET_KEY"),
@@ -173,6 +178,7 @@ impl Settings {
     pub const DEFAULT_LISTEN: &'static str = "127.0.0.1:8080";
     pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
     pub const DEFAULT_DB_POOL_SIZE: u32 = 16;
+    pub const DEFAULT_INGEST_BUFFER_BYTES: u64 = 64 * 1024 * 1024;
     pub const DEFAULT_DELIVERY_TIMEOUT_SECS: u64 = 15;
     pub const DEFAULT_WORKER_CONCURRENCY: u64 = 32;
     pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 30;
@@ -282,6 +288,17 @@ impl Settings {
                 })?,
         };
 
+        let ingest_buffer_bytes = number_in(
+            "ingest_buffer_bytes",
+            text(raw.ingest_buffer_bytes),
+            Self::DEFAULT_INGEST_BUFFER_BYTES,
+            (max_body_bytes as u64)..=(1 << 40),
+        )
+        .map_err(|e| ConfigError {
+            problem: format!("{} (at least VODHOOK_MAX_BODY_BYTES)", e.problem),
+            ..e
+        })?;
+
         let db_pool_size = match text(raw.db_pool_size) {
             None => Self::DEFAULT_DB_POOL_SIZE,
             Some(v) => v
@@ -380,6 +397,7 @@ impl Settings {
             api_tokens,
             callback_token: callback_token.map(SecretString::from),
             max_body_bytes,
+            ingest_buffer_bytes: usize::try_from(ingest_buffer_bytes).unwrap_or(usize::MAX),
             db_pool_size,
             log_format,
         })
@@ -469,6 +487,7 @@ mod tests {
                 }
                 "callback_token" => raw.callback_token = text,
                 "max_body_bytes" => raw.max_body_bytes = text,
+                "ingest_buffer_bytes" => raw.ingest_buffer_bytes = text,
                 "db_pool_size" => raw.db_pool_size = text,
                 "log_format" => raw.log_format = text,
                 "secret_key" => raw.secret_key = text,

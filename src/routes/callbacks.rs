@@ -2,6 +2,7 @@
 
 use super::AppState;
 use crate::error::ApiError;
+use crate::ingest::IngestError;
 use crate::tencent::{callback_sign, parse_callback, CallbackParseError};
 use actix_web::{http::header, http::StatusCode, web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
@@ -83,7 +84,13 @@ async fn store_callback(
     state: &AppState,
     event_type: &mut Option<String>,
 ) -> Result<(HttpResponse, bool), ApiError> {
-    let raw = read_body(req, body, state.settings.max_body_bytes).await?;
+    // Room in the ingest buffer first, so bodies waiting to be stored stay bounded.
+    let limit = state.settings.max_body_bytes;
+    let admission = state
+        .ingestor
+        .admit(declared_length(req).unwrap_or(limit).min(limit))
+        .map_err(ingest_error)?;
+    let raw = read_body(req, body, limit).await?;
     let event = parse_callback(&raw).map_err(|e| {
         let code = match e {
             CallbackParseError::NotJson(_) => "invalid_json",
@@ -95,24 +102,29 @@ async fn store_callback(
     })?;
     *event_type = Some(event.event_type.clone());
     check_signature(req, &event.body, state)?;
+    let without_file_id = event.is_upload_without_file_id();
+    let (format, file_id) = (event.format, event.file_id.clone());
+    let kind = event.event_type.clone();
     let outcome = state
         .ingestor
         .ingest(
-            &event,
-            &raw,
+            event,
+            raw,
             kept_headers(req),
             req.peer_addr().map(|a| a.ip().to_string()),
+            admission,
         )
-        .await?;
+        .await
+        .map_err(ingest_error)?;
     tracing::info!(
         event_id = %outcome.event_id,
-        event_type = %event.event_type,
-        format = event.format.as_str(),
-        file_id = event.file_id.as_ref().map(|f| f.as_str()),
+        event_type = %kind,
+        format = format.as_str(),
+        file_id = file_id.as_ref().map(|f| f.as_str()),
         duplicate = outcome.duplicate,
         "callback stored"
     );
-    if event.is_upload_without_file_id() {
+    if without_file_id {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "missing_file_id",
@@ -125,6 +137,33 @@ async fn store_callback(
     let response = HttpResponse::Ok()
         .json(json!({"event_id": outcome.event_id, "duplicate": outcome.duplicate}));
     Ok((response, outcome.duplicate))
+}
+
+/// Overload is answered at once with 503 and Retry-After, so VOD (or a client) comes back later
+/// instead of waiting on a queue without bound.
+fn ingest_error(error: IngestError) -> ApiError {
+    match error {
+        IngestError::Busy => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            error.to_string(),
+        )
+        .with_header("retry-after", "1"),
+        IngestError::Stopped => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            error.to_string(),
+        )
+        .with_header("retry-after", "1"),
+        IngestError::Storage(error) => error.into(),
+    }
+}
+
+fn declared_length(req: &HttpRequest) -> Option<usize> {
+    req.headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
 }
 
 /// With a VOD SignKey configured, the callback's `Sign` and `T` must be valid and unexpired.
@@ -158,11 +197,7 @@ async fn read_body(
             format!("the body exceeds the limit of {limit} bytes"),
         )
     };
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
+    let declared = declared_length(req);
     if declared.is_some_and(|n| n > limit) {
         return Err(too_large());
     }

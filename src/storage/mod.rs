@@ -108,6 +108,9 @@ impl<T> Storage for T where
 pub trait StoreLifecycle: Send + Sync + std::fmt::Debug {
     /// Which store this is and where, for the start-up log (never a password).
     fn describe(&self) -> String;
+    /// How many ingest batches may usefully commit at once (Postgres: several connections;
+    /// SQLite: its one writer).
+    fn concurrent_writers(&self) -> usize;
     /// Applies the embedded migrations that have not run yet.
     async fn migrate(&self) -> StorageResult<()>;
     /// Whether the database answers a trivial query.
@@ -142,6 +145,10 @@ pub trait EventStore: Send + Sync {
     /// already stored (same dedupe key); returns only after commit. A repeat may still complete
     /// the upload record, and gets no outbox rows.
     async fn ingest(&self, incoming: &IncomingEvent<'_>) -> StorageResult<IngestOutcome>;
+    /// `ingest` for several events at once, committed together (group commit: one commit, one
+    /// disk flush for all); one result per event, in order. An event that fails (bad data) does
+    /// not fail the others: they are then stored one by one.
+    async fn ingest_batch(&self, batch: &[IncomingEvent<'_>]) -> Vec<StorageResult<IngestOutcome>>;
     async fn get_event(&self, id: Uuid) -> StorageResult<Option<StoredEvent>>;
     /// The exact bytes an event arrived with.
     async fn get_event_raw_body(&self, id: Uuid) -> StorageResult<Option<Vec<u8>>>;

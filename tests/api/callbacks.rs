@@ -516,3 +516,28 @@ async fn with_a_callback_token_every_other_callback_path_is_401() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_full_ingest_buffer_answers_503_with_retry_after() {
+    // A buffer smaller than one body: every callback finds it full, as under a burst.
+    let app = crate::helpers::spawn_app_with(|s| s.ingest_buffer_bytes = 1024).await;
+    let body = fixture("v3-newfileupload-full.json");
+    assert!(body.len() > 1024);
+    let response = app.post_callback(body).await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        response.headers().get("retry-after").map(|v| v.as_bytes()),
+        Some(&b"1"[..])
+    );
+    let (_, answer) = crate::helpers::json_of(response).await;
+    assert_eq!(error_code(&answer), "overloaded");
+    let (_, events) = app.get("/v1/events").await;
+    assert_eq!(
+        events["data"].as_array().map(Vec::len),
+        Some(0),
+        "nothing stored"
+    );
+    // A body that fits is taken.
+    let (status, _) = app.callback(&b"{\"EventType\":\"Tiny\"}"[..]).await;
+    assert_eq!(status, StatusCode::OK);
+}

@@ -2,7 +2,7 @@
 
 use crate::support::{
     assert_distinct, collect_pages, deleted_body, event, fixture, incoming, ingest, ingest_upload,
-    now, parse, secs, upload_body, uuid_cursor, TestStore,
+    now, parse, secs, upload_body, uuid_cursor, Backend, TestStore,
 };
 use uuid::Uuid;
 use vodhook::domain::StoredEvent;
@@ -286,4 +286,62 @@ async fn all_events(store: &Store, filter: &EventFilter) -> Vec<StoredEvent> {
 
 fn ids(events: &[StoredEvent]) -> Vec<Uuid> {
     events.iter().map(|e| e.id).collect()
+}
+
+/// A batch is stored in one commit: each event gets its own outcome, in order, a copy inside
+/// the batch is a repeat of the first, and an event that fails does not fail its batch-mates.
+pub async fn a_batch_reports_each_event_and_isolates_a_failure(store: TestStore) {
+    let bodies = [
+        upload_body("5001"),
+        upload_body("5002"),
+        upload_body("5001"),
+    ];
+    let events: Vec<_> = bodies.iter().map(|b| parse(b)).collect();
+    let mut batch: Vec<_> = events
+        .iter()
+        .zip(&bodies)
+        .map(|(event, raw)| incoming(event, raw, &["audit"]))
+        .collect();
+    // Postgres cannot store U+0000 in JSON: this event fails there (SQLite keeps it).
+    let poison_raw = upload_body("5003");
+    let poison_event = parse(&poison_raw);
+    let mut poison = incoming(&poison_event, &poison_raw, &[]);
+    poison.headers = serde_json::json!({"user-agent": "bad\u{0}agent"});
+    batch.insert(1, poison);
+
+    let outcomes = store.ingest_batch(&batch).await;
+    assert_eq!(outcomes.len(), 4);
+    let first = outcomes[0].as_ref().expect("5001 stored");
+    let second = outcomes[2]
+        .as_ref()
+        .expect("5002 stored despite a failing batch-mate");
+    let copy = outcomes[3].as_ref().expect("the copy answered");
+    assert!(!first.duplicate && !second.duplicate);
+    assert!(copy.duplicate);
+    assert_eq!(copy.event_id, first.event_id);
+    match store.backend {
+        Backend::Postgres => assert!(outcomes[1].is_err(), "{:?}", outcomes[1]),
+        Backend::Sqlite => assert!(outcomes[1].is_ok(), "{:?}", outcomes[1]),
+    }
+    for (file_id, outcome) in [("5001", first), ("5002", second)] {
+        let stored = event(&store, outcome.event_id).await;
+        assert_eq!(stored.file_id.as_deref(), Some(file_id));
+        assert!(store.get_upload(file_id).await.expect("get").is_some());
+    }
+    let audit = store
+        .list_deliveries(
+            &vodhook::storage::DeliveryFilter {
+                handler: Some("audit".into()),
+                ..Default::default()
+            },
+            None,
+            vodhook::domain::PageLimit::parse(Some(10)).expect("limit"),
+        )
+        .await
+        .expect("deliveries");
+    assert_eq!(
+        audit.data.len(),
+        2,
+        "one outbox row per new event, none for the copy"
+    );
 }

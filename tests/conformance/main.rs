@@ -55,6 +55,7 @@ conformance! {
         repeated_callback_is_a_duplicate_of_the_first,
         v2_and_v3_copies_of_one_upload_are_one_event,
         concurrent_copies_store_one_event,
+        a_batch_reports_each_event_and_isolates_a_failure,
         unknown_event_is_none,
         events_list_filters_by_type_and_file,
         events_list_newest_first_in_pages_without_gaps,

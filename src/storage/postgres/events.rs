@@ -7,7 +7,7 @@ use crate::storage::{upsert, EventFilter, EventStore, IncomingEvent, IngestOutco
 use crate::storage::{StorageError, StorageResult};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::Postgres;
+use sqlx::{PgConnection, Postgres};
 use std::sync::LazyLock;
 use uuid::Uuid;
 
@@ -63,50 +63,26 @@ static INGEST_DELETED_SQL: LazyLock<String> = LazyLock::new(|| {
 impl EventStore for PgStore {
     #[tracing::instrument(skip_all, fields(event_type = %incoming.event.event_type, dedupe_key = %incoming.event.dedupe_key))]
     async fn ingest(&self, incoming: &IncomingEvent<'_>) -> StorageResult<IngestOutcome> {
-        let event = incoming.event;
-        // A repeat committed by another request after this statement took its snapshot is seen
-        // by neither half of it (the insert skips it, the lookup cannot see it): ask again.
-        for _ in 0..5 {
-            let sql: &str = match (&event.upload, &event.change) {
-                (Some(_), _) => &INGEST_UPLOAD_SQL,
-                (None, Some(RecordChange::Processing(_))) => &INGEST_PROCESSING_SQL,
-                (None, Some(RecordChange::Deleted(_))) => &INGEST_DELETED_SQL,
-                (None, None) => &INGEST_SQL,
-            };
-            let query = sqlx::query_as::<_, (Uuid, bool)>(sql)
-                .bind(incoming.id)
-                .bind(&event.dedupe_key)
-                .bind(&event.event_type)
-                .bind(event.format.as_str())
-                .bind(event.file_id.as_ref().map(|f| f.as_str()))
-                .bind(incoming.raw_body)
-                .bind(&event.body)
-                .bind(&incoming.headers)
-                .bind(&incoming.client_addr)
-                .bind(&incoming.handlers)
-                .bind(incoming.max_attempts);
-            let query = match (&event.upload, &event.change) {
-                (Some(fields), _) => upsert::bind_fields(query, Some(fields)),
-                (None, Some(RecordChange::Processing(change))) => {
-                    upsert::bind_processing(query, change)
-                }
-                (None, Some(RecordChange::Deleted(files))) => {
-                    query.bind(files.iter().map(|f| f.as_str()).collect::<Vec<_>>())
-                }
-                (None, None) => query,
-            };
-            let stored = query.fetch_optional(&self.pool).await?;
-            if let Some((event_id, new)) = stored {
-                return Ok(IngestOutcome {
-                    event_id,
-                    duplicate: !new,
-                });
+        let mut conn = self.pool.acquire().await?;
+        ingest_on(&mut conn, incoming).await
+    }
+
+    #[tracing::instrument(skip_all, fields(events = batch.len()))]
+    async fn ingest_batch(&self, batch: &[IncomingEvent<'_>]) -> Vec<StorageResult<IngestOutcome>> {
+        if batch.len() > 1 {
+            match self.ingest_together(batch).await {
+                Ok(outcomes) => return outcomes.into_iter().map(Ok).collect(),
+                Err(error) => tracing::warn!(
+                    error = format!("{error:#}"),
+                    "a batch failed; storing its events one by one"
+                ),
             }
         }
-        Err(StorageError::Conflict(format!(
-            "event {} kept racing with a concurrent copy",
-            event.dedupe_key
-        )))
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for incoming in batch {
+            outcomes.push(self.ingest(incoming).await);
+        }
+        outcomes
     }
 
     async fn get_event(&self, id: Uuid) -> StorageResult<Option<StoredEvent>> {
@@ -125,4 +101,71 @@ impl EventStore for PgStore {
     ) -> StorageResult<Page<StoredEvent>> {
         Postgres::list_events(&self.pool, filter, after, limit).await
     }
+}
+
+impl PgStore {
+    /// The whole batch in one transaction: one commit (one WAL flush) for all of it.
+    async fn ingest_together(
+        &self,
+        batch: &[IncomingEvent<'_>],
+    ) -> StorageResult<Vec<IngestOutcome>> {
+        let mut tx = self.pool.begin().await?;
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for incoming in batch {
+            outcomes.push(ingest_on(&mut tx, incoming).await?);
+        }
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+}
+
+/// Runs the ingest statement for one event on `conn` (in the caller's transaction, if any).
+async fn ingest_on(
+    conn: &mut PgConnection,
+    incoming: &IncomingEvent<'_>,
+) -> StorageResult<IngestOutcome> {
+    let event = incoming.event;
+    // A repeat committed by another request after this statement took its snapshot is seen
+    // by neither half of it (the insert skips it, the lookup cannot see it): ask again.
+    for _ in 0..5 {
+        let sql: &str = match (&event.upload, &event.change) {
+            (Some(_), _) => &INGEST_UPLOAD_SQL,
+            (None, Some(RecordChange::Processing(_))) => &INGEST_PROCESSING_SQL,
+            (None, Some(RecordChange::Deleted(_))) => &INGEST_DELETED_SQL,
+            (None, None) => &INGEST_SQL,
+        };
+        let query = sqlx::query_as::<_, (Uuid, bool)>(sql)
+            .bind(incoming.id)
+            .bind(&event.dedupe_key)
+            .bind(&event.event_type)
+            .bind(event.format.as_str())
+            .bind(event.file_id.as_ref().map(|f| f.as_str()))
+            .bind(incoming.raw_body)
+            .bind(&event.body)
+            .bind(&incoming.headers)
+            .bind(&incoming.client_addr)
+            .bind(&incoming.handlers)
+            .bind(incoming.max_attempts);
+        let query = match (&event.upload, &event.change) {
+            (Some(fields), _) => upsert::bind_fields(query, Some(fields)),
+            (None, Some(RecordChange::Processing(change))) => {
+                upsert::bind_processing(query, change)
+            }
+            (None, Some(RecordChange::Deleted(files))) => {
+                query.bind(files.iter().map(|f| f.as_str()).collect::<Vec<_>>())
+            }
+            (None, None) => query,
+        };
+        let stored = query.fetch_optional(&mut *conn).await?;
+        if let Some((event_id, new)) = stored {
+            return Ok(IngestOutcome {
+                event_id,
+                duplicate: !new,
+            });
+        }
+    }
+    Err(StorageError::Conflict(format!(
+        "event {} kept racing with a concurrent copy",
+        event.dedupe_key
+    )))
 }

@@ -39,6 +39,7 @@ pub(super) struct PgStore {
     worker_pool: PgPool,
     /// Host and database, for the start-up log.
     place: String,
+    pool_size: u32,
 }
 
 impl PgStore {
@@ -74,6 +75,7 @@ impl PgStore {
             pool,
             worker_pool,
             place,
+            pool_size,
         })
     }
 }
@@ -82,6 +84,12 @@ impl PgStore {
 impl StoreLifecycle for PgStore {
     fn describe(&self) -> String {
         format!("postgres at {}", self.place)
+    }
+
+    /// Batches commit on their own connections; a few in flight keep the disk busy while
+    /// others are built, and leave the pool to the API.
+    fn concurrent_writers(&self) -> usize {
+        (self.pool_size as usize / 4).clamp(1, 4)
     }
 
     async fn migrate(&self) -> StorageResult<()> {

@@ -9,7 +9,7 @@ use crate::storage::{
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
-use sqlx::Sqlite;
+use sqlx::{Sqlite, SqliteConnection};
 use std::sync::LazyLock;
 use uuid::Uuid;
 
@@ -46,71 +46,30 @@ static OUTBOX_SQL: LazyLock<String> = LazyLock::new(|| {
 impl EventStore for SqliteStore {
     #[tracing::instrument(skip_all, fields(event_type = %incoming.event.event_type, dedupe_key = %incoming.event.dedupe_key))]
     async fn ingest(&self, incoming: &IncomingEvent<'_>) -> StorageResult<IngestOutcome> {
-        let event = incoming.event;
-        let received_at = now();
-        // One writer: nothing can come between the insert and the lookup of a repeat.
         let mut tx = self.write().await?;
-        let inserted: Option<Uuid> = sqlx::query_scalar(
-            "INSERT INTO events (id, dedupe_key, event_type, format, file_id, received_at, raw_body, body, headers, client_addr) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
-        )
-        .bind(incoming.id)
-        .bind(&event.dedupe_key)
-        .bind(&event.event_type)
-        .bind(event.format.as_str())
-        .bind(event.file_id.as_ref().map(|f| f.as_str()))
-        .bind(received_at)
-        .bind(incoming.raw_body)
-        .bind(&event.body)
-        .bind(&incoming.headers)
-        .bind(&incoming.client_addr)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let outcome = match inserted {
-            Some(event_id) => IngestOutcome {
-                event_id,
-                duplicate: false,
-            },
-            None => IngestOutcome {
-                event_id: sqlx::query_scalar("SELECT id FROM events WHERE dedupe_key = $1")
-                    .bind(&event.dedupe_key)
-                    .fetch_one(&mut *tx)
-                    .await?,
-                duplicate: true,
-            },
-        };
-        let record = match (&event.upload, &event.change) {
-            (Some(fields), _) => Some(upsert::bind_fields(sqlx::query(&UPSERT_SQL), Some(fields))),
-            (None, Some(RecordChange::Processing(change))) => Some(upsert::bind_processing(
-                sqlx::query(&PROCESSING_SQL),
-                change,
-            )),
-            (None, Some(RecordChange::Deleted(files))) => Some(
-                sqlx::query(&DELETED_SQL)
-                    .bind(Json(files.iter().map(|f| f.as_str()).collect::<Vec<_>>())),
-            ),
-            (None, None) => None,
-        };
-        if let Some(record) = record {
-            // The stored event and its time are the statement's last two parameters.
-            record
-                .bind(outcome.event_id)
-                .bind(received_at)
-                .execute(&mut *tx)
-                .await?;
-        }
-        if !outcome.duplicate {
-            sqlx::query(&OUTBOX_SQL)
-                .bind(outcome.event_id)
-                .bind(received_at)
-                .bind(incoming.max_attempts)
-                .bind(&event.event_type)
-                .bind(Json(&incoming.handlers))
-                .execute(&mut *tx)
-                .await?;
-        }
+        let outcome = ingest_on(&mut tx, incoming).await?;
         tx.commit().await?;
         Ok(outcome)
+    }
+
+    /// One write transaction (one flush) for the batch; if an event fails, the batch is rolled
+    /// back and its events are stored one by one.
+    #[tracing::instrument(skip_all, fields(events = batch.len()))]
+    async fn ingest_batch(&self, batch: &[IncomingEvent<'_>]) -> Vec<StorageResult<IngestOutcome>> {
+        if batch.len() > 1 {
+            match self.ingest_together(batch).await {
+                Ok(outcomes) => return outcomes.into_iter().map(Ok).collect(),
+                Err(error) => tracing::warn!(
+                    error = format!("{error:#}"),
+                    "a batch failed; storing its events one by one"
+                ),
+            }
+        }
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for incoming in batch {
+            outcomes.push(self.ingest(incoming).await);
+        }
+        outcomes
     }
 
     async fn get_event(&self, id: Uuid) -> StorageResult<Option<StoredEvent>> {
@@ -129,4 +88,89 @@ impl EventStore for SqliteStore {
     ) -> StorageResult<Page<StoredEvent>> {
         Sqlite::list_events(&self.readers, filter, after, limit).await
     }
+}
+
+impl SqliteStore {
+    async fn ingest_together(
+        &self,
+        batch: &[IncomingEvent<'_>],
+    ) -> StorageResult<Vec<IngestOutcome>> {
+        let mut tx = self.write().await?;
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for incoming in batch {
+            outcomes.push(ingest_on(&mut tx, incoming).await?);
+        }
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+}
+
+/// Stores one event on `conn`, inside the caller's write transaction: with one writer, nothing
+/// can come between the insert and the lookup of a repeat.
+async fn ingest_on(
+    conn: &mut SqliteConnection,
+    incoming: &IncomingEvent<'_>,
+) -> StorageResult<IngestOutcome> {
+    let event = incoming.event;
+    let received_at = now();
+    let inserted: Option<Uuid> = sqlx::query_scalar(
+            "INSERT INTO events (id, dedupe_key, event_type, format, file_id, received_at, raw_body, body, headers, client_addr) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
+        )
+        .bind(incoming.id)
+        .bind(&event.dedupe_key)
+        .bind(&event.event_type)
+        .bind(event.format.as_str())
+        .bind(event.file_id.as_ref().map(|f| f.as_str()))
+        .bind(received_at)
+        .bind(incoming.raw_body)
+        .bind(&event.body)
+        .bind(&incoming.headers)
+        .bind(&incoming.client_addr)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let outcome = match inserted {
+        Some(event_id) => IngestOutcome {
+            event_id,
+            duplicate: false,
+        },
+        None => IngestOutcome {
+            event_id: sqlx::query_scalar("SELECT id FROM events WHERE dedupe_key = $1")
+                .bind(&event.dedupe_key)
+                .fetch_one(&mut *conn)
+                .await?,
+            duplicate: true,
+        },
+    };
+    let record = match (&event.upload, &event.change) {
+        (Some(fields), _) => Some(upsert::bind_fields(sqlx::query(&UPSERT_SQL), Some(fields))),
+        (None, Some(RecordChange::Processing(change))) => Some(upsert::bind_processing(
+            sqlx::query(&PROCESSING_SQL),
+            change,
+        )),
+        (None, Some(RecordChange::Deleted(files))) => Some(
+            sqlx::query(&DELETED_SQL)
+                .bind(Json(files.iter().map(|f| f.as_str()).collect::<Vec<_>>())),
+        ),
+        (None, None) => None,
+    };
+    if let Some(record) = record {
+        // The stored event and its time are the statement's last two parameters.
+        record
+            .bind(outcome.event_id)
+            .bind(received_at)
+            .execute(&mut *conn)
+            .await?;
+    }
+    if !outcome.duplicate {
+        sqlx::query(&OUTBOX_SQL)
+            .bind(outcome.event_id)
+            .bind(received_at)
+            .bind(incoming.max_attempts)
+            .bind(&event.event_type)
+            .bind(Json(&incoming.handlers))
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(outcome)
 }

@@ -181,6 +181,10 @@ impl StoreLifecycle for SqliteStore {
         format!("sqlite at {}", self.path.display())
     }
 
+    fn concurrent_writers(&self) -> usize {
+        1
+    }
+
     async fn migrate(&self) -> StorageResult<()> {
         MIGRATOR.run(&self.writer).await?;
         Ok(())
