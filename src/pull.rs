@@ -18,6 +18,11 @@ use tokio_util::sync::CancellationToken;
 /// The job only one process pulls at a time, among those sharing a database.
 pub const PULL_JOB: &str = "vod-pull";
 
+/// The least time between two polls that found nothing: VOD holds an empty poll for up to 5 s,
+/// but an empty answer that comes back at once must not turn into a busy loop (VOD allows
+/// 100 requests a second).
+const MIN_EMPTY_POLL: Duration = Duration::from_secs(1);
+
 /// Whether pulling works; `/readyz` fails once the worker has stopped for good.
 #[derive(Debug, Clone, Default)]
 pub struct PullHealth(Arc<Mutex<Option<String>>>);
@@ -69,6 +74,21 @@ pub struct PullWorker {
     settings: PullSettings,
 }
 
+/// What went wrong with a batch of pulled events.
+enum Failure {
+    /// Some were not stored (they come back).
+    Storage(IngestError),
+    /// VOD refused the key: retrying cannot help.
+    Fatal(String),
+}
+
+fn refused(error: &crate::tencent::vod_api::VodApiError) -> String {
+    format!(
+        "VOD refused the API key ({error}); check VODHOOK_TENCENT_SECRET_ID, \
+         VODHOOK_TENCENT_SECRET_KEY and the key's VOD permissions (PullEvents, ConfirmEvents)"
+    )
+}
+
 /// Why pulling stopped while this process led it.
 enum Stop {
     Shutdown,
@@ -105,7 +125,11 @@ impl PullWorker {
     /// Stops for good on a credentials error (retrying cannot fix it), which `/readyz` reports.
     pub async fn run(self, shutdown: CancellationToken) {
         while !shutdown.is_cancelled() {
-            let lease = match self.store.try_lead(PULL_JOB).await {
+            let lease = tokio::select! {
+                lease = self.store.try_lead(PULL_JOB) => lease,
+                () = shutdown.cancelled() => return,
+            };
+            let lease = match lease {
                 Ok(Some(lease)) => lease,
                 Ok(None) => {
                     tracing::debug!("another process pulls VOD's queue; standing by");
@@ -141,18 +165,28 @@ impl PullWorker {
             if shutdown.is_cancelled() {
                 return Stop::Shutdown;
             }
-            if !lease.is_held().await {
+            let held = tokio::select! {
+                held = lease.is_held() => held,
+                () = shutdown.cancelled() => return Stop::Shutdown,
+            };
+            if !held {
                 return Stop::LostLease;
             }
+            let started = tokio::time::Instant::now();
             let pulled = tokio::select! {
                 pulled = self.api.pull_events() => pulled,
                 () = shutdown.cancelled() => return Stop::Shutdown,
             };
             let failed = match pulled {
-                Ok(events) if events.is_empty() => false,
+                Ok(events) if events.is_empty() => {
+                    self.pause(MIN_EMPTY_POLL.saturating_sub(started.elapsed()), shutdown)
+                        .await;
+                    false
+                }
                 Ok(events) => match self.store_and_confirm(events).await {
                     Ok(()) => false,
-                    Err(error) => {
+                    Err(Failure::Fatal(problem)) => return Stop::Fatal(problem),
+                    Err(Failure::Storage(error)) => {
                         tracing::warn!(
                             error = format!("{error:#}"),
                             "cannot store pulled events; VOD serves them again"
@@ -160,12 +194,7 @@ impl PullWorker {
                         true
                     }
                 },
-                Err(error) if error.is_fatal() => {
-                    return Stop::Fatal(format!(
-                        "VOD refused the API key ({error}); check VODHOOK_TENCENT_SECRET_ID, \
-                         VODHOOK_TENCENT_SECRET_KEY and the key's VOD permissions"
-                    ))
-                }
+                Err(error) if error.is_fatal() => return Stop::Fatal(refused(&error)),
                 Err(error) => {
                     tracing::warn!(code = error.code(), %error, "PullEvents failed; retrying");
                     true
@@ -181,7 +210,7 @@ impl PullWorker {
     /// Stores the events (together: they join one batch commit; a repeat is recognised), then
     /// confirms those committed; the rest come back after VOD's 30 s window. Returns the first
     /// error, if any.
-    async fn store_and_confirm(&self, events: Vec<PulledEvent>) -> Result<(), IngestError> {
+    async fn store_and_confirm(&self, events: Vec<PulledEvent>) -> Result<(), Failure> {
         let mut committed = Vec::with_capacity(events.len());
         let mut stores = Vec::with_capacity(events.len());
         for pulled in events {
@@ -203,11 +232,16 @@ impl PullWorker {
             }
         }
         if !committed.is_empty() {
-            if let Err(error) = self.api.confirm_events(&committed).await {
-                tracing::warn!(code = error.code(), %error, "ConfirmEvents failed; VOD serves those events again and they are recognised as repeats");
+            match self.api.confirm_events(&committed).await {
+                Ok(()) => {}
+                // A key that may pull but not confirm would drain nothing, ever.
+                Err(error) if error.is_fatal() => return Err(Failure::Fatal(refused(&error))),
+                Err(error) => {
+                    tracing::warn!(code = error.code(), %error, "ConfirmEvents failed; VOD serves those events again and they are recognised as repeats");
+                }
             }
         }
-        failure.map_or(Ok(()), Err)
+        failure.map_or(Ok(()), |error| Err(Failure::Storage(error)))
     }
 
     async fn store_one(

@@ -109,7 +109,8 @@ impl ApplicationBuilder {
             settings.ingest_buffer_bytes,
         );
         let pull_health = PullHealth::default();
-        let puller = if settings.vod.mode.pulls() {
+        // Pulling stores events and fans them out: not for an API-only process.
+        let puller = if settings.vod.mode.pulls() && settings.worker_enabled {
             Some(PullWorker::new(
                 &settings.vod,
                 ingestor.clone(),

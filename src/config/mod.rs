@@ -555,6 +555,8 @@ mod tests {
         assert!(error_of(&[("tencent_secret_id", "AKIDx")]).contains("VODHOOK_TENCENT_SECRET_KEY"));
         assert!(error_of(&[("vod_sub_app_id", "app")]).contains("VODHOOK_VOD_SUB_APP_ID"));
         assert!(error_of(&[("vod_api_endpoint", "ftp://x")]).contains("VODHOOK_VOD_API_ENDPOINT"));
+        assert!(error_of(&[("vod_storage_region", "Ap Singapore")])
+            .contains("VODHOOK_VOD_STORAGE_REGION"));
     }
 
     #[test]

@@ -138,7 +138,7 @@ impl VodSettings {
                 format!("must be an http(s) URL such as https://vod.tencentcloudapi.com, got {api_endpoint:?}"),
             ));
         }
-        Ok(VodSettings {
+        let settings = VodSettings {
             sign_key: sign_key.map(SecretString::from),
             sign_skew,
             mode,
@@ -147,6 +147,16 @@ impl VodSettings {
             api_endpoint,
             default_procedure: trimmed(raw.procedure),
             default_storage_region: trimmed(raw.storage_region),
-        })
+        };
+        // Checked here, so a bad default stops start-up instead of failing every request.
+        crate::tencent::upload_signature::check_defaults(&settings).map_err(|problem| {
+            let key = if problem.starts_with("VODHOOK_VOD_PROCEDURE") {
+                "vod_procedure"
+            } else {
+                "vod_storage_region"
+            };
+            ConfigError::new(&setting_name(key), problem)
+        })?;
+        Ok(settings)
     }
 }

@@ -108,13 +108,11 @@ fn parse(body: &[u8]) -> Result<UploadSignatureRequest, ApiError> {
                     "must be a whole number of seconds from 1 to 7776000 (90 days)",
                 )?)
             }
-            "vod_sub_app_id" => {
-                request.vod_sub_app_id = Some(unsigned(
-                    &value,
-                    UploadSignatureError::VodSubAppId,
-                    "must be a sub-application ID: a whole number greater than 0",
-                )?)
-            }
+            "vod_sub_app_id" => request.vod_sub_app_id = Some(unsigned(
+                &value,
+                UploadSignatureError::VodSubAppId,
+                "must be a sub-application ID (a whole number; 0 names the primary application)",
+            )?),
             "task_priority" => {
                 request.task_priority = Some(value.as_i64().ok_or_else(|| {
                     field_error(UploadSignatureError::TaskPriority(format!(

@@ -89,11 +89,17 @@ where
 }
 
 /// A task's progress on the record of its file (made if the upload has not arrived yet, to be
-/// filled in by it). A state replaces the stored one only if it belongs to another task or
-/// ranks higher in the same task: VOD may deliver a task's events out of order. Parameters
-/// `$first..`, in the order `bind_processing` binds them.
+/// filled in by it). VOD may deliver a task's events out of order, and gives them no time: a
+/// state replaces the stored one if it ranks higher in the same task, or belongs to a task first
+/// seen no earlier than the stored one's (`processing_tasks`; a task not recorded there yet is
+/// new). Parameters `$first..`, in the order `bind_processing` binds them.
 pub(super) fn processing_from(source: &str, first: usize) -> String {
     let p = |i: usize| format!("${}", first + i);
+    let seen = |file: &str, task: &str| {
+        format!(
+            "(SELECT t.first_seen_at FROM processing_tasks t WHERE t.file_id = {file} AND t.task_id = {task})"
+        )
+    };
     format!(
         "INSERT INTO uploads (file_id, processing_status, processing_task_id, processing_rank, \
            processing_results, session_context, processing_updated_at, first_event_id, received_at, updated_at) \
@@ -101,17 +107,36 @@ pub(super) fn processing_from(source: &str, first: usize) -> String {
          ON CONFLICT (file_id) DO UPDATE SET processing_status = EXCLUDED.processing_status, \
            processing_task_id = EXCLUDED.processing_task_id, processing_rank = EXCLUDED.processing_rank, \
            processing_results = EXCLUDED.processing_results, \
-           session_context = COALESCE(EXCLUDED.session_context, uploads.session_context), \
+           session_context = CASE WHEN uploads.processing_task_id IS NOT DISTINCT FROM EXCLUDED.processing_task_id \
+             THEN COALESCE(EXCLUDED.session_context, uploads.session_context) ELSE EXCLUDED.session_context END, \
            processing_updated_at = EXCLUDED.processing_updated_at, updated_at = EXCLUDED.updated_at \
          WHERE uploads.processing_rank IS NULL \
-           OR uploads.processing_task_id IS DISTINCT FROM EXCLUDED.processing_task_id \
-           OR uploads.processing_rank < EXCLUDED.processing_rank",
+           OR (uploads.processing_task_id IS NOT DISTINCT FROM EXCLUDED.processing_task_id \
+               AND uploads.processing_rank < EXCLUDED.processing_rank) \
+           OR (uploads.processing_task_id IS DISTINCT FROM EXCLUDED.processing_task_id \
+               AND COALESCE({new_seen}, EXCLUDED.processing_updated_at) \
+                   >= COALESCE({current_seen}, uploads.processing_updated_at))",
         p(0),
         p(1),
         p(2),
         p(3),
         p(4),
         p(5),
+        new_seen = seen("EXCLUDED.file_id", "EXCLUDED.processing_task_id"),
+        current_seen = seen("uploads.file_id", "uploads.processing_task_id"),
+    )
+}
+
+/// Records when a file's task was first seen (nothing if it was seen before, or has no id):
+/// `$first` the FileId, `$first + 2` the task id, as `bind_processing` binds them.
+pub(super) fn task_seen_from(source: &str, first: usize) -> String {
+    format!(
+        "INSERT INTO processing_tasks (file_id, task_id, first_seen_at) \
+         SELECT ${}, ${}, ev.received_at FROM {source} ev WHERE CAST(${} AS TEXT) IS NOT NULL \
+         ON CONFLICT (file_id, task_id) DO NOTHING",
+        first,
+        first + 2,
+        first + 2,
     )
 }
 

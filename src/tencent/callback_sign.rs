@@ -40,6 +40,9 @@ pub enum SignatureError {
     Missing,
     #[error("the callback's T is not a Unix time in seconds")]
     MalformedExpiry,
+    /// VOD's signatures last minutes; one valid for longer would make a replay last as long.
+    #[error("the callback's T is more than a day ahead")]
+    ExpiryTooFar,
     #[error("the callback's Sign does not match the configured SignKey")]
     Mismatch,
     #[error("the callback's signature expired at T={0}")]
@@ -50,7 +53,7 @@ impl SignatureError {
     pub fn code(&self) -> &'static str {
         match self {
             SignatureError::Missing => "signature_missing",
-            SignatureError::MalformedExpiry => "signature_malformed",
+            SignatureError::MalformedExpiry | SignatureError::ExpiryTooFar => "signature_malformed",
             SignatureError::Mismatch => "signature_invalid",
             SignatureError::Expired(_) => "signature_expired",
         }
@@ -92,12 +95,15 @@ pub fn verify(
     skew_secs: i64,
 ) -> Result<(), SignatureError> {
     let signature = signature.ok_or(SignatureError::Missing)?;
-    let t: i64 = signature
-        .t
-        .trim()
+    // The signature covers T as sent: plain decimal digits, nothing else.
+    let t_text = signature.t.trim();
+    if t_text.is_empty() || t_text.len() > 18 || !t_text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(SignatureError::MalformedExpiry);
+    }
+    let t: i64 = t_text
         .parse()
         .map_err(|_| SignatureError::MalformedExpiry)?;
-    let expected = expected_sign(key, t);
+    let expected = sign_over(key, t_text);
     let given = signature.sign.trim().to_ascii_lowercase();
     if !bool::from(expected.as_bytes().ct_eq(given.as_bytes())) {
         return Err(SignatureError::Mismatch);
@@ -106,14 +112,24 @@ pub fn verify(
     if now > t.saturating_add(skew_secs) {
         return Err(SignatureError::Expired(t));
     }
+    if t > now.saturating_add(MAX_VALIDITY_SECS) {
+        return Err(SignatureError::ExpiryTooFar);
+    }
     Ok(())
 }
 
+/// The longest a signature may still be valid for (VOD's default is 10 minutes).
+const MAX_VALIDITY_SECS: i64 = 24 * 3600;
+
 /// `md5_hex(SignKey + T)`, lowercase.
 pub fn expected_sign(key: &SecretString, t: i64) -> String {
+    sign_over(key, &t.to_string())
+}
+
+fn sign_over(key: &SecretString, t: &str) -> String {
     let mut hasher = Md5::new();
     hasher.update(key.expose_secret().as_bytes());
-    hasher.update(t.to_string().as_bytes());
+    hasher.update(t.as_bytes());
     hex::encode(hasher.finalize())
 }
 
@@ -196,6 +212,22 @@ mod tests {
             Err(SignatureError::MalformedExpiry)
         );
         assert_eq!(verify(&key, Some(&signed(&good, t)), t + 60, 60), Ok(()));
+        assert_eq!(
+            verify(&key, Some(&signed(&good, format!("+00{t}"))), t, 60),
+            Err(SignatureError::MalformedExpiry),
+            "T is checked as sent"
+        );
+        assert_eq!(
+            verify(&key, Some(&signed(&good, json!(t as f64 + 0.5))), t, 60),
+            Err(SignatureError::MalformedExpiry)
+        );
+        let far = t + 2 * 24 * 3600;
+        let far_sign = expected_sign(&key, far);
+        assert_eq!(
+            verify(&key, Some(&signed(&far_sign, far)), t, 60),
+            Err(SignatureError::ExpiryTooFar),
+            "a signature valid for days is refused"
+        );
         assert_eq!(
             verify(&key, Some(&signed(&good, t)), t + 61, 60),
             Err(SignatureError::Expired(t))

@@ -14,6 +14,8 @@ struct SubTask<'a> {
     status: Option<String>,
     err_code: Option<i64>,
     message: Option<String>,
+    /// What the sub-task was asked for (a transcode's template `Definition`).
+    input: Option<&'a Value>,
     output: Option<&'a Value>,
 }
 
@@ -53,6 +55,7 @@ pub fn v3_processing(payload: &Value) -> Option<ProcessingChange> {
                 status: text(task.get("Status")),
                 err_code: int(task.get("ErrCode")),
                 message: text(task.get("Message")),
+                input: task.get("Input"),
                 output: task.get("Output"),
             })
         })
@@ -82,6 +85,7 @@ pub fn v2_processing(data: &Value) -> Option<ProcessingChange> {
             status: text(task.get("status")),
             err_code: int(task.get("errCode")),
             message: text(task.get("message")),
+            input: task.get("input"),
             output: task.get("output"),
         })
         .collect();
@@ -96,21 +100,50 @@ pub fn v2_processing(data: &Value) -> Option<ProcessingChange> {
     ))
 }
 
-/// The files a FileDeleted names: v3 `FileIdSet`, v2 `fileInfo[].fileId`.
+/// The files a FileDeleted removed entirely. v3 lists what each deletion removed
+/// (`FileDeleteResultInfo[].DeleteParts`): no parts, or the original files, mean the whole media;
+/// other parts (transcodes, covers) leave the file. A file in `FileIdSet` without result info is
+/// taken as deleted whole; v2 (`fileInfo[].fileId`) only reports whole deletions.
 pub fn deleted_files(payload: &Value) -> Vec<FileId> {
-    let v3 = payload
+    let results: Vec<&Value> = payload
+        .get("FileDeleteResultInfo")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .collect();
+    let whole = |info: &Value| {
+        let parts = info.get("DeleteParts").and_then(Value::as_array);
+        parts.is_none_or(|parts| {
+            parts.is_empty()
+                || parts
+                    .iter()
+                    .any(|p| p.get("Type").and_then(Value::as_str) == Some("OriginalFiles"))
+        })
+    };
+    let about = |info: &&Value, file: &FileId| {
+        info.get("FileId").and_then(lenient::file_id).as_ref() == Some(file)
+    };
+    let listed = payload
         .get("FileIdSet")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-        .filter_map(lenient::file_id);
+        .filter_map(lenient::file_id)
+        .filter(|file| {
+            let mut infos = results.iter().filter(|info| about(info, file)).peekable();
+            infos.peek().is_none() || infos.any(|info| whole(info))
+        });
+    let only_described = results
+        .iter()
+        .filter(|info| whole(info))
+        .filter_map(|info| info.get("FileId").and_then(lenient::file_id));
     let v2 = payload
         .get("fileInfo")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
         .filter_map(|f| f.get("fileId").and_then(lenient::file_id));
-    let mut files: Vec<FileId> = v3.chain(v2).collect();
+    let mut files: Vec<FileId> = listed.chain(only_described).chain(v2).collect();
     files.sort_by(|a, b| a.as_str().cmp(b.as_str()));
     files.dedup();
     files
@@ -151,12 +184,18 @@ fn change(
     let outputs: Vec<Value> = subtasks
         .iter()
         .filter(|t| matches!(t.kind.as_str(), "Transcode" | "AdaptiveDynamicStreaming"))
-        .filter(|t| t.status.as_deref() != Some("FAIL"))
+        .filter(|t| t.status.as_deref() == Some("SUCCESS"))
         .filter_map(|t| {
             let output = t.output?.as_object()?;
+            // The template is the input's Definition; some outputs report 0 there.
+            let definition = t
+                .input
+                .and_then(Value::as_object)
+                .and_then(|input| int(field(input, "Definition")))
+                .or_else(|| int(field(output, "Definition")));
             Some(json!({
                 "type": t.kind,
-                "definition": int(field(output, "Definition")),
+                "definition": definition,
                 "url": text(field(output, "Url")),
                 "size": int(field(output, "Size")),
                 "duration": float(field(output, "Duration")),
@@ -239,7 +278,7 @@ mod tests {
             "https://1256768367.vod2.myqcloud.com/xxx/xxx/v.f20.mp4"
         );
         assert_eq!(outputs[0]["size"], 4189073);
-        assert_eq!(outputs[0]["definition"], 0);
+        assert_eq!(outputs[0]["definition"], 20, "the template, from the input");
         assert_eq!(change.results["errors"], json!([]));
     }
 
@@ -292,12 +331,21 @@ mod tests {
         assert_eq!(change.status, ProcessingStatus::Finished);
         assert_eq!(change.results["outputs"][0]["definition"], 20);
         assert_eq!(change.results["outputs"][0]["duration"], 1.5);
-        let v3 = fixture("v3-filedeleted.json");
+        // The fixture removed only the file's transcodes: the file stays.
+        let mut v3 = fixture("v3-filedeleted.json");
+        assert_eq!(deleted_files(&v3["FileDeleteEvent"]), []);
+        v3["FileDeleteEvent"]["FileDeleteResultInfo"][0]["DeleteParts"] = json!([]);
         let files = deleted_files(&v3["FileDeleteEvent"]);
         assert_eq!(
             files.iter().map(FileId::as_str).collect::<Vec<_>>(),
             ["24961954183381008"]
         );
+        v3["FileDeleteEvent"]["FileDeleteResultInfo"][0]["DeleteParts"] =
+            json!([{"Type": "OriginalFiles"}, {"Type": "TranscodeFiles", "Definition": 20}]);
+        assert_eq!(deleted_files(&v3["FileDeleteEvent"]), files);
+        // Result info alone (no FileIdSet) is read too.
+        let only_info = json!({"FileDeleteResultInfo": [{"FileId": "1005", "DeleteParts": []}]});
+        assert_eq!(deleted_files(&only_info).len(), 1);
         let v2 = fixture("v2-filedeleted.json");
         assert_eq!(deleted_files(&v2["data"]), files);
     }

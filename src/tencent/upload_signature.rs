@@ -211,12 +211,11 @@ impl UploadSignatureRequest {
                 "must be from 1 to {MAX_EXPIRE_SECONDS} (90 days), got {expire}"
             )));
         }
-        if self.vod_sub_app_id == Some(0) {
-            return Err(UploadSignatureError::VodSubAppId(
-                "must be a sub-application ID greater than 0; leave it out for the primary \
-                 application"
-                    .to_owned(),
-            ));
+        if self.class_id.is_some_and(|id| id > i64::MAX as u64) {
+            return Err(UploadSignatureError::ClassId(format!(
+                "must be from 0 to {} (VOD's ClassId is a 64-bit signed number)",
+                i64::MAX
+            )));
         }
         if let Some(context) = &self.session_context {
             check_context(context, MAX_SESSION_CONTEXT_CHARS)
@@ -265,7 +264,8 @@ impl UploadSignatureRequest {
         if self.one_time_valid {
             params.push(("oneTimeValid", "1".to_owned()));
         }
-        if let Some(v) = self.vod_sub_app_id {
+        // 0 names the primary application, which is what leaving it out means to VOD.
+        if let Some(v) = self.vod_sub_app_id.filter(|id| *id != 0) {
             params.push(("vodSubAppId", v.to_string()));
         }
         if let Some(v) = &self.storage_region {
@@ -844,17 +844,17 @@ mod tests {
     }
 
     #[test]
-    fn sub_application_zero_is_refused() {
-        let error = refused(UploadSignatureRequest {
+    fn sub_application_zero_names_the_primary_and_class_ids_stay_signed_64_bit() {
+        let primary = UploadSignatureRequest {
             vod_sub_app_id: Some(0),
             ..Default::default()
-        });
-        assert_eq!(error.code(), "invalid_vod_sub_app_id");
-        let ok = UploadSignatureRequest {
-            vod_sub_app_id: Some(1),
-            ..Default::default()
         };
-        assert_eq!(ok.validate(), Ok(()));
+        assert_eq!(primary.validate(), Ok(()), "0 is the primary application");
+        let huge = refused(UploadSignatureRequest {
+            class_id: Some(u64::MAX),
+            ..Default::default()
+        });
+        assert_eq!(huge.code(), "invalid_class_id");
     }
 
     #[test]

@@ -223,3 +223,37 @@ async fn rejected_credentials_stop_pulling_and_fail_readiness() {
     assert_eq!(standin.requests().len(), pulls, "it stopped asking");
     assert!(standin.confirmed().is_empty());
 }
+
+#[tokio::test]
+async fn an_empty_answer_that_comes_at_once_does_not_make_a_busy_loop() {
+    let standin = standin().await;
+    // VOD holds an empty poll for up to 5 s; this one answers at once.
+    standin.set_hold(Duration::ZERO);
+    let _app = pulling_app(&standin, SECRET_KEY).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let polls = standin.requests().len();
+    assert!(
+        (1..=5).contains(&polls),
+        "about one poll a second, not a busy loop: {polls}"
+    );
+}
+
+#[tokio::test]
+async fn a_key_that_may_not_confirm_stops_pulling_too() {
+    let standin = standin().await;
+    standin.fail_next_confirm(1, "UnauthorizedOperation.Vod");
+    standin.enqueue(vec![upload_event("9101")]);
+    let app = pulling_app(&standin, SECRET_KEY).await;
+    let mut ready = StatusCode::OK;
+    let mut body = Value::Null;
+    for _ in 0..100 {
+        (ready, body) = app.get("/readyz").await;
+        if ready != StatusCode::OK {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(ready, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(error_code(&body), "pull_stopped");
+    assert_eq!(stored_events(&app).await.len(), 1, "what was pulled is stored");
+}

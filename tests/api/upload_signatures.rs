@@ -267,14 +267,14 @@ async fn invalid_requests_are_refused_with_the_fields_code() {
         ),
         (json!({"class_id": "a"}), "invalid_class_id", "whole number"),
         (
-            json!({"vod_sub_app_id": 0}),
-            "invalid_vod_sub_app_id",
-            "greater than 0",
+            json!({"class_id": 9223372036854775808u64}),
+            "invalid_class_id",
+            "64-bit signed",
         ),
         (
             json!({"vod_sub_app_id": -3}),
             "invalid_vod_sub_app_id",
-            "greater than 0",
+            "a whole number",
         ),
         (
             json!({"procedure": ""}),

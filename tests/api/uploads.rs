@@ -229,7 +229,7 @@ async fn records_show_processing_and_deletion_and_filter_by_them() {
     let app = spawn_app().await;
     app.callback(fixture("v3-procedurestatechanged.json")).await;
     app.callback(fixture("v3-newfileupload-full.json")).await;
-    app.callback(fixture("v3-filedeleted.json")).await;
+    app.callback(fixture("v2-filedeleted.json")).await;
     let (status, finished) = app.get("/v1/uploads?processing_status=finished").await;
     assert_eq!(status, StatusCode::OK, "{finished}");
     let record = &finished["data"][0];

@@ -194,12 +194,53 @@ pub async fn a_new_task_replaces_the_state_of_the_last_one(store: TestStore) {
     .await;
     let failed = upload(&store, FILE).await;
     assert_eq!(processing_of(&failed), (Some("failed"), Some(next_task)));
-    let results = failed.lifecycle.processing_results.expect("results");
+    let results = failed
+        .lifecycle
+        .processing_results
+        .clone()
+        .expect("results");
     assert_eq!(results["errors"][0]["type"], "Transcode");
     assert_eq!(
         results["outputs"],
         json!([]),
         "a failed transcode has no output"
+    );
+
+    // Late events of the older task change nothing: a repeat of its last state, or a state of
+    // it never seen before (TasksNotifyMode=Change sends several).
+    let repeat = ingest(&store, &fixture("v3-procedurestatechanged.json")).await;
+    assert!(repeat.duplicate);
+    let late = procedure_body(
+        FILE,
+        TASK,
+        "PROCESSING",
+        Some("SUCCESS"),
+        Some("PROCESSING"),
+    );
+    assert!(!ingest(&store, &late).await.duplicate);
+    let after = upload(&store, FILE).await;
+    assert_eq!(
+        after.lifecycle, failed.lifecycle,
+        "still the newer task's state"
+    );
+    assert_eq!(after.updated_at, failed.updated_at);
+
+    // A third task, seen for the first time now, takes over.
+    let third = "1256768367-Procedure-1111111111111111111111111111111t3";
+    ingest(
+        &store,
+        &procedure_body(
+            FILE,
+            third,
+            "PROCESSING",
+            Some("PROCESSING"),
+            Some("PROCESSING"),
+        ),
+    )
+    .await;
+    assert_eq!(
+        processing_of(&upload(&store, FILE).await),
+        (Some("processing"), Some(third))
     );
 }
 

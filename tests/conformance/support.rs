@@ -274,11 +274,13 @@ pub fn v2_upload_body(file_id: &str, source_type: &str) -> Vec<u8> {
     serde_json::to_vec(&body).expect("serialise")
 }
 
-/// The v3 FileDeleted fixture for another file.
+/// The v3 FileDeleted fixture for another file, deleted whole.
 pub fn deleted_body(file_id: &str) -> Vec<u8> {
     let mut body = fixture_json("v3-filedeleted.json");
     body["FileDeleteEvent"]["FileIdSet"] = json!([file_id]);
     body["FileDeleteEvent"]["FileDeleteResultInfo"][0]["FileId"] = json!(file_id);
+    // The whole media (the fixture itself removed only transcodes).
+    body["FileDeleteEvent"]["FileDeleteResultInfo"][0]["DeleteParts"] = json!([]);
     serde_json::to_vec(&body).expect("serialise")
 }
 

@@ -11,14 +11,16 @@ use sqlx::{PgConnection, Postgres};
 use std::sync::LazyLock;
 use uuid::Uuid;
 
-/// One statement, so one round trip and one commit: the event (or the stored one it repeats),
-/// what it changes in upload records (`record`, a statement over the `stored` CTE), and, for a
+/// One statement, so one round trip: the event (or the stored one it repeats), what it changes
+/// in upload records (`records`: statements over the `stored` or `inserted` CTE), and, for a
 /// new event, one outbox row per matching enabled subscription and matching handler. The time
 /// is the database's, taken as the event is inserted.
-fn ingest_sql(record: Option<String>) -> String {
-    let record = record
-        .map(|sql| format!("record AS ({sql}), "))
-        .unwrap_or_default();
+fn ingest_sql(records: &[String]) -> String {
+    let record: String = records
+        .iter()
+        .enumerate()
+        .map(|(i, sql)| format!("record{i} AS ({sql}), "))
+        .collect();
     format!(
         "WITH inserted AS ( \
            INSERT INTO events (id, dedupe_key, event_type, format, file_id, received_at, raw_body, body, headers, client_addr) \
@@ -41,22 +43,28 @@ fn ingest_sql(record: Option<String>) -> String {
 }
 
 /// An event that touches no upload record.
-static INGEST_SQL: LazyLock<String> = LazyLock::new(|| ingest_sql(None));
+static INGEST_SQL: LazyLock<String> = LazyLock::new(|| ingest_sql(&[]));
 
-/// An upload (NewFileUpload, PullComplete): its record's fields are `$12..`.
+/// An upload (NewFileUpload, PullComplete): its record's fields are `$12..`. A repeat may fill
+/// gaps too (the v2 and v3 copies of one upload carry different fields).
 static INGEST_UPLOAD_SQL: LazyLock<String> =
-    LazyLock::new(|| ingest_sql(Some(upsert::upsert_from("stored", 12))));
+    LazyLock::new(|| ingest_sql(&[upsert::upsert_from("stored", 12)]));
 
-/// A task's progress (ProcedureStateChanged): `$12..`.
-static INGEST_PROCESSING_SQL: LazyLock<String> =
-    LazyLock::new(|| ingest_sql(Some(upsert::processing_from("stored", 12))));
+/// A task's progress (ProcedureStateChanged): `$12..`; a repeat changes nothing (it may be a
+/// late copy of a state since overtaken).
+static INGEST_PROCESSING_SQL: LazyLock<String> = LazyLock::new(|| {
+    ingest_sql(&[
+        upsert::task_seen_from("inserted", 12),
+        upsert::processing_from("inserted", 12),
+    ])
+});
 
 /// A deletion (FileDeleted): the FileIds are `$12`.
 static INGEST_DELETED_SQL: LazyLock<String> = LazyLock::new(|| {
-    ingest_sql(Some(upsert::deleted_from(
-        "stored",
+    ingest_sql(&[upsert::deleted_from(
+        "inserted",
         "unnest($12::text[]) AS f(file_id)",
-    )))
+    )])
 });
 
 #[async_trait]

@@ -22,6 +22,10 @@ static UPSERT_SQL: LazyLock<String> =
 static PROCESSING_SQL: LazyLock<String> =
     LazyLock::new(|| upsert::processing_from("(SELECT $7 AS id, $8 AS received_at)", 1));
 
+/// When a task was first seen: the progress's parameters, then the stored event and its time.
+static TASK_SEEN_SQL: LazyLock<String> =
+    LazyLock::new(|| upsert::task_seen_from("(SELECT $7 AS id, $8 AS received_at)", 1));
+
 /// A deletion: the FileIds as a JSON array `$1`, then the stored event and its time.
 static DELETED_SQL: LazyLock<String> = LazyLock::new(|| {
     upsert::deleted_from(
@@ -142,17 +146,27 @@ async fn ingest_on(
             duplicate: true,
         },
     };
+    // An upload's repeat may fill gaps (the v2 and v3 copies carry different fields); a repeat
+    // of anything else changes nothing (it may be a late copy of an overtaken state).
+    let fresh = !outcome.duplicate;
     let record = match (&event.upload, &event.change) {
         (Some(fields), _) => Some(upsert::bind_fields(sqlx::query(&UPSERT_SQL), Some(fields))),
-        (None, Some(RecordChange::Processing(change))) => Some(upsert::bind_processing(
-            sqlx::query(&PROCESSING_SQL),
-            change,
-        )),
-        (None, Some(RecordChange::Deleted(files))) => Some(
+        (None, Some(RecordChange::Processing(change))) if fresh => {
+            upsert::bind_processing(sqlx::query(&TASK_SEEN_SQL), change)
+                .bind(outcome.event_id)
+                .bind(received_at)
+                .execute(&mut *conn)
+                .await?;
+            Some(upsert::bind_processing(
+                sqlx::query(&PROCESSING_SQL),
+                change,
+            ))
+        }
+        (None, Some(RecordChange::Deleted(files))) if fresh => Some(
             sqlx::query(&DELETED_SQL)
                 .bind(Json(files.iter().map(|f| f.as_str()).collect::<Vec<_>>())),
         ),
-        (None, None) => None,
+        _ => None,
     };
     if let Some(record) = record {
         // The stored event and its time are the statement's last two parameters.
