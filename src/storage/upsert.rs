@@ -29,6 +29,18 @@ const VOD_COLUMNS: [&str; 13] = [
 /// first. The record's fields are parameters `$first..`, in the order `bind_fields` binds them;
 /// a NULL FileId means the event makes no record.
 pub(super) fn upsert_from(source: &str, first: usize) -> String {
+    let values: Vec<String> = (first..first + 1 + VOD_COLUMNS.len())
+        .map(|i| format!("${i}"))
+        .collect();
+    upsert_rows(&format!(
+        "SELECT {}, ev.id, ev.received_at, ev.received_at FROM {source} ev WHERE CAST(${first} AS TEXT) IS NOT NULL",
+        values.join(", ")
+    ))
+}
+
+/// The upsert of `upsert_from`, for the rows `select` yields: the FileId, the VOD columns in
+/// `VOD_COLUMNS` order, then the first event's id and time (twice: received and updated).
+pub(super) fn upsert_rows(select: &str) -> String {
     let fill = |c: &&str| {
         match *c {
         "source_type" => "CASE WHEN uploads.source_type = 'Upload' \
@@ -38,9 +50,6 @@ pub(super) fn upsert_from(source: &str, first: usize) -> String {
         _ => format!("COALESCE(uploads.{c}, EXCLUDED.{c})"),
     }
     };
-    let values: Vec<String> = (first..first + 1 + VOD_COLUMNS.len())
-        .map(|i| format!("${i}"))
-        .collect();
     let set: Vec<String> = VOD_COLUMNS
         .iter()
         .map(|c| format!("{c} = {}", fill(c)))
@@ -50,15 +59,18 @@ pub(super) fn upsert_from(source: &str, first: usize) -> String {
         .map(|c| format!("uploads.{c} IS DISTINCT FROM {}", fill(c)))
         .collect();
     format!(
-        "INSERT INTO uploads (file_id, {vod}, first_event_id, received_at, updated_at) \
-         SELECT {values}, ev.id, ev.received_at, ev.received_at FROM {source} ev WHERE CAST(${first} AS TEXT) IS NOT NULL \
+        "INSERT INTO uploads (file_id, {vod}, first_event_id, received_at, updated_at) {select} \
          ON CONFLICT (file_id) DO UPDATE SET {set}, updated_at = EXCLUDED.updated_at \
          WHERE {changed}",
         vod = VOD_COLUMNS.join(", "),
-        values = values.join(", "),
         set = set.join(", "),
         changed = changed.join(" OR "),
     )
+}
+
+/// The VOD columns of the upload record, in the order `upsert_rows` expects them.
+pub(super) fn vod_columns() -> &'static [&'static str] {
+    &VOD_COLUMNS
 }
 
 /// Binds the record's fields for `upsert_from` (all NULL when there is no record), in order.

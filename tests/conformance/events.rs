@@ -345,3 +345,80 @@ pub async fn a_batch_reports_each_event_and_isolates_a_failure(store: TestStore)
         "one outbox row per new event, none for the copy"
     );
 }
+
+/// The common batch (distinct events, at most an upload record each) is stored in one go, with
+/// each event's outcome, its record and its outbox rows, a stored repeat answered as such.
+pub async fn a_batch_of_distinct_events_is_stored_with_records_and_outbox_rows(store: TestStore) {
+    let subscription = crate::support::subscribe(&store, &[]).await;
+    let earlier = ingest(&store, &upload_body("6000")).await;
+    let bodies = [
+        upload_body("6001"),
+        upload_body("6002"),
+        upload_body("6000"),
+        fixture("v3-editmediacomplete.json"),
+    ];
+    let events: Vec<_> = bodies.iter().map(|b| parse(b)).collect();
+    let batch: Vec<_> = events
+        .iter()
+        .zip(&bodies)
+        .enumerate()
+        .map(|(i, (event, raw))| incoming(event, raw, if i == 1 { &["audit"] } else { &[] }))
+        .collect();
+    let outcomes: Vec<_> = store
+        .ingest_batch(&batch)
+        .await
+        .into_iter()
+        .map(|o| o.expect("stored"))
+        .collect();
+    assert_eq!(outcomes.len(), 4);
+    assert!(!outcomes[0].duplicate && !outcomes[1].duplicate && !outcomes[3].duplicate);
+    assert!(outcomes[2].duplicate);
+    assert_eq!(outcomes[2].event_id, earlier.event_id);
+    assert_eq!(
+        outcomes[0].event_id, batch[0].id,
+        "a new event keeps its id"
+    );
+    for (file_id, outcome) in [("6001", &outcomes[0]), ("6002", &outcomes[1])] {
+        let record = store
+            .get_upload(file_id)
+            .await
+            .expect("get")
+            .expect("record");
+        assert_eq!(record.first_event_id, outcome.event_id);
+        assert_eq!(
+            record.fields.storage_region.as_deref(),
+            Some("ap-singapore")
+        );
+    }
+    let stored = event(&store, outcomes[3].event_id).await;
+    assert_eq!(stored.event_type, "EditMediaComplete");
+    let store = &store.store;
+    let page = |filter| async move {
+        store
+            .list_deliveries(
+                &filter,
+                None,
+                vodhook::domain::PageLimit::parse(Some(50)).expect("limit"),
+            )
+            .await
+            .expect("deliveries")
+            .data
+    };
+    let to_subscription = page(vodhook::storage::DeliveryFilter {
+        subscription_id: Some(subscription.id),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(
+        to_subscription.len(),
+        4,
+        "6000 earlier, and the three new events"
+    );
+    let to_handler = page(vodhook::storage::DeliveryFilter {
+        handler: Some("audit".into()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(to_handler.len(), 1);
+    assert_eq!(to_handler[0].event_id, outcomes[1].event_id);
+}

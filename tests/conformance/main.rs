@@ -56,6 +56,7 @@ conformance! {
         v2_and_v3_copies_of_one_upload_are_one_event,
         concurrent_copies_store_one_event,
         a_batch_reports_each_event_and_isolates_a_failure,
+        a_batch_of_distinct_events_is_stored_with_records_and_outbox_rows,
         unknown_event_is_none,
         events_list_filters_by_type_and_file,
         events_list_newest_first_in_pages_without_gaps,

@@ -1,6 +1,6 @@
 //! Postgres: the ingest statement (event, upload record and outbox rows in one) and event reads.
 
-use super::PgStore;
+use super::{batch, PgStore};
 use crate::domain::{Page, PageLimit, RecordChange, StoredEvent};
 use crate::storage::common::CommonQueries;
 use crate::storage::{upsert, EventFilter, EventStore, IncomingEvent, IngestOutcome};
@@ -112,12 +112,22 @@ impl EventStore for PgStore {
 }
 
 impl PgStore {
-    /// The whole batch in one transaction: one commit (one WAL flush) for all of it.
+    /// The whole batch in one transaction: one commit (one WAL flush) for all of it; in one
+    /// statement when it can be (see `batch`).
     async fn ingest_together(
         &self,
         batch: &[IncomingEvent<'_>],
     ) -> StorageResult<Vec<IngestOutcome>> {
         let mut tx = self.pool.begin().await?;
+        if batch::fits(batch) {
+            if let Some(outcomes) = batch::ingest_rows(&mut tx, batch).await? {
+                tx.commit().await?;
+                return Ok(outcomes);
+            }
+            // An event raced a concurrent copy of itself: start over, event by event.
+            tx.rollback().await?;
+            tx = self.pool.begin().await?;
+        }
         let mut outcomes = Vec::with_capacity(batch.len());
         for incoming in batch {
             outcomes.push(ingest_on(&mut tx, incoming).await?);
