@@ -1,5 +1,7 @@
-//! Fan-out lag: events posted at a fixed rate to a real vodhook, two HTTP subscribers on loopback;
-//! lag is from the callback's 200 (sent after commit) to the subscriber receiving the delivery.
+//! Fan-out lag to HTTP subscribers on loopback, and the subscriber `ingest --subscriber` uses.
+//!
+//! Events are posted at a fixed rate to a real vodhook with two subscribers; lag is from the
+//! callback's 200 (sent after commit) to the subscriber receiving the delivery.
 
 use crate::load::VodhookProcess;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
@@ -10,13 +12,24 @@ use std::time::{Duration, Instant};
 type Arrivals = Arc<Mutex<HashMap<String, Vec<Instant>>>>;
 
 /// A subscriber that notes when each `webhook-id` arrived and answers 204.
-struct Subscriber {
-    url: String,
+pub struct Subscriber {
+    pub url: String,
     arrivals: Arrivals,
 }
 
+/// What a subscriber received of a set of acknowledged events.
+pub struct DeliveryCheck {
+    /// Acknowledged events that arrived, at least once.
+    pub delivered: usize,
+    pub missing: usize,
+    /// Arrivals beyond the first of an acknowledged event.
+    pub duplicates: usize,
+    /// The last first arrival of an acknowledged event.
+    pub last: Option<Instant>,
+}
+
 impl Subscriber {
-    fn start() -> anyhow::Result<Subscriber> {
+    pub fn start() -> anyhow::Result<Subscriber> {
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         let url = format!("http://127.0.0.1:{}/hook", listener.local_addr()?.port());
         let arrivals: Arrivals = Arc::default();
@@ -32,6 +45,66 @@ impl Subscriber {
         .run();
         tokio::spawn(server);
         Ok(Subscriber { url, arrivals })
+    }
+
+    /// Waits until every event in `acked` has arrived, or until nothing arrived for `patience`,
+    /// then a moment more for duplicates; what arrived of them.
+    pub async fn await_all(
+        &self,
+        acked: &[String],
+        patience: Duration,
+    ) -> anyhow::Result<DeliveryCheck> {
+        let mut seen = (0, Instant::now());
+        loop {
+            let (present, total) = {
+                let map = self
+                    .arrivals
+                    .lock()
+                    .map_err(|_| anyhow::anyhow!("poisoned"))?;
+                let present = acked.iter().filter(|id| map.contains_key(*id)).count();
+                (present, map.values().map(Vec::len).sum::<usize>())
+            };
+            if present == acked.len() {
+                break;
+            }
+            if total != seen.0 {
+                seen = (total, Instant::now());
+            } else if seen.1.elapsed() > patience {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let map = self
+            .arrivals
+            .lock()
+            .map_err(|_| anyhow::anyhow!("poisoned"))?;
+        let mut check = DeliveryCheck {
+            delivered: 0,
+            missing: 0,
+            duplicates: 0,
+            last: None,
+        };
+        for id in acked {
+            match map.get(id).map(Vec::as_slice) {
+                None | Some([]) => check.missing += 1,
+                Some([first, rest @ ..]) => {
+                    check.delivered += 1;
+                    check.duplicates += rest.len();
+                    check.last = check.last.max(Some(*first));
+                }
+            }
+        }
+        Ok(check)
+    }
+
+    /// Forgets every arrival, so the next check starts clean.
+    pub fn clear(&self) -> anyhow::Result<()> {
+        self.arrivals
+            .lock()
+            .map_err(|_| anyhow::anyhow!("poisoned"))?
+            .clear();
+        Ok(())
     }
 }
 
@@ -75,7 +148,7 @@ pub async fn measure(
     for subscriber in &subscribers {
         server.subscribe(&subscriber.url).await?;
     }
-    let target = server.target();
+    let target = server.target(false);
     let acks: Arc<Mutex<Vec<(String, Instant)>>> = Arc::default();
     let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate)));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);

@@ -1,21 +1,24 @@
-//! Load generation: unique NewFileUpload bodies sent at fixed concurrency, latencies collected.
+//! Ingest load: unique NewFileUpload bodies at fixed concurrency, latencies and outcomes counted.
+//!
+//! Failures are told apart: 503 with Retry-After (admission control), timeouts, anything else.
 
+use crate::sql::BaselinePool;
+// actix re-exports the `bytes` crate's type, which reqwest returns.
+use actix_web::web::Bytes;
 use anyhow::Context;
-use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use reqwest::header::RETRY_AFTER;
+use reqwest::StatusCode;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-const BASELINE_INSERT: &str =
-    "INSERT INTO baseline_events (dedupe_key, body) VALUES ($1, $2) ON CONFLICT DO NOTHING";
-
 static NEXT_FILE_ID: AtomicU64 = AtomicU64::new(0);
 
-const BENCH_TOKEN: &str = "bench-token-0123456789";
+pub const BENCH_TOKEN: &str = "bench-token-0123456789";
+
+/// How long a client waits for an answer (or a baseline insert) before counting a timeout.
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A unique ~1 KB v3 NewFileUpload body and its FileId.
 fn next_body() -> (String, Vec<u8>) {
@@ -64,6 +67,7 @@ impl VodhookProcess {
             .context("cannot start vodhook")?;
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(1024)
+            .timeout(CLIENT_TIMEOUT)
             .build()?;
         let process = VodhookProcess {
             child,
@@ -71,7 +75,8 @@ impl VodhookProcess {
             base: format!("http://127.0.0.1:{port}"),
             client,
         };
-        for _ in 0..300 {
+        // Generous: on a reused 10 M database the first start may wait on a cold disk.
+        for _ in 0..600 {
             if let Ok(r) = process
                 .client
                 .get(format!("http://127.0.0.1:{port}/readyz"))
@@ -86,9 +91,20 @@ impl VodhookProcess {
         }
         anyhow::bail!("vodhook did not become ready")
     }
-}
 
-impl VodhookProcess {
+    /// The child's process id, for reading its memory use.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// An authenticated client of the query API.
+    pub fn api(&self) -> Api {
+        Api {
+            client: self.client.clone(),
+            base: self.base.clone(),
+        }
+    }
+
     /// Adds an HTTP subscription for every event type.
     pub async fn subscribe(&self, url: &str) -> anyhow::Result<()> {
         let response = self
@@ -114,73 +130,65 @@ impl Drop for VodhookProcess {
     }
 }
 
-/// The baseline: one table, one `INSERT ... ON CONFLICT DO NOTHING` transaction per event, in
-/// the same database vodhook uses.
+/// The query API of a running vodhook, with the benchmark's token.
 #[derive(Clone)]
-pub enum Baseline {
-    Postgres(PgPool),
-    /// One connection, as SQLite has one writer (more would only wait on its lock), with
-    /// vodhook's durability settings: WAL, every commit flushed.
-    Sqlite(SqlitePool),
+pub struct Api {
+    client: reqwest::Client,
+    base: String,
 }
 
-const BASELINE_TABLE: &str =
-    "CREATE TABLE IF NOT EXISTS baseline_events (dedupe_key TEXT PRIMARY KEY, body TEXT NOT NULL)";
-
-impl Baseline {
-    pub async fn postgres(db_url: &str, connections: usize) -> anyhow::Result<Baseline> {
-        let pool = PgPoolOptions::new()
-            .max_connections(u32::try_from(connections.min(90))?)
-            .connect(db_url)
+impl Api {
+    /// GETs `path_and_query`; the status and body.
+    pub async fn get(&self, path_and_query: &str) -> reqwest::Result<(StatusCode, Bytes)> {
+        let response = self
+            .client
+            .get(format!("{}{path_and_query}", self.base))
+            .bearer_auth(BENCH_TOKEN)
+            .send()
             .await?;
-        sqlx::query(BASELINE_TABLE).execute(&pool).await?;
-        Ok(Baseline::Postgres(pool))
-    }
-
-    pub async fn sqlite(path: &Path) -> anyhow::Result<Baseline> {
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(options)
-            .await?;
-        sqlx::query(BASELINE_TABLE).execute(&pool).await?;
-        Ok(Baseline::Sqlite(pool))
+        let status = response.status();
+        Ok((status, response.bytes().await?))
     }
 }
 
 /// Where requests go; cheap to clone into each worker task.
 #[derive(Clone)]
 pub enum Target {
-    Baseline(Baseline),
+    Baseline(BaselinePool),
     Vodhook {
         client: reqwest::Client,
         url: String,
+        /// Keep the event id of each acknowledged callback (to check deliveries against).
+        keep_ids: bool,
     },
 }
 
-impl Baseline {
-    pub fn target(&self) -> Target {
-        Target::Baseline(self.clone())
-    }
-}
-
 impl VodhookProcess {
-    pub fn target(&self) -> Target {
+    pub fn target(&self, keep_ids: bool) -> Target {
         Target::Vodhook {
             client: self.client.clone(),
             url: self.url.clone(),
+            keep_ids,
         }
     }
+}
+
+/// What became of one request.
+enum Outcome {
+    /// Acknowledged (committed); the stored event's id when asked to keep it.
+    Done(Option<String>),
+    /// 503 with Retry-After: vodhook's deliberate admission control; the delay it asked for.
+    Shed(Duration),
+    /// No answer within `CLIENT_TIMEOUT`.
+    Timeout,
+    /// Any other failure: another status, a refused connection, a database error.
+    Failed,
 }
 
 impl Target {
     /// Posts one new upload to vodhook; the stored event's id once it is acknowledged.
     pub async fn post_for_event_id(&self) -> Option<String> {
-        let Target::Vodhook { client, url } = self else {
+        let Target::Vodhook { client, url, .. } = self else {
             return None;
         };
         let response = client.post(url).body(next_body().1).send().await.ok()?;
@@ -188,43 +196,75 @@ impl Target {
         answer["event_id"].as_str().map(str::to_owned)
     }
 
-    async fn send_one(&self) -> bool {
+    async fn send_one(&self) -> Outcome {
         let (file_id, body) = next_body();
         match self {
-            Target::Baseline(baseline) => {
+            Target::Baseline(pool) => {
                 let key = format!("NewFileUpload:{file_id}");
                 let body = String::from_utf8_lossy(&body).into_owned();
-                match baseline {
-                    Baseline::Postgres(pool) => sqlx::query(BASELINE_INSERT)
-                        .bind(key)
-                        .bind(body)
-                        .execute(pool)
-                        .await
-                        .is_ok(),
-                    Baseline::Sqlite(pool) => sqlx::query(BASELINE_INSERT)
-                        .bind(key)
-                        .bind(body)
-                        .execute(pool)
-                        .await
-                        .is_ok(),
+                match tokio::time::timeout(CLIENT_TIMEOUT, pool.insert(key, body)).await {
+                    Ok(Ok(())) => Outcome::Done(None),
+                    Ok(Err(_)) => Outcome::Failed,
+                    Err(_) => Outcome::Timeout,
                 }
             }
-            Target::Vodhook { client, url } => client
-                .post(url)
-                .body(body)
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success()),
+            Target::Vodhook {
+                client,
+                url,
+                keep_ids,
+            } => {
+                let response = match client.post(url).body(body).send().await {
+                    Ok(response) => response,
+                    Err(e) if e.is_timeout() => return Outcome::Timeout,
+                    Err(_) => return Outcome::Failed,
+                };
+                let status = response.status();
+                let retry_after = response
+                    .headers()
+                    .get(RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .map(|v| {
+                        v.trim()
+                            .parse::<u64>()
+                            .map_or(Duration::from_secs(1), Duration::from_secs)
+                    });
+                // Read the body either way: a connection goes back to the pool only once it is.
+                let body = match response.bytes().await {
+                    Ok(body) => body,
+                    Err(e) if e.is_timeout() => return Outcome::Timeout,
+                    Err(_) => return Outcome::Failed,
+                };
+                match (status, retry_after) {
+                    (StatusCode::SERVICE_UNAVAILABLE, Some(delay)) => Outcome::Shed(delay),
+                    (s, _) if s.is_success() && *keep_ids => {
+                        let id = serde_json::from_slice::<serde_json::Value>(&body)
+                            .ok()
+                            .and_then(|v| v["event_id"].as_str().map(str::to_owned));
+                        match id {
+                            Some(id) => Outcome::Done(Some(id)),
+                            None => Outcome::Failed,
+                        }
+                    }
+                    (s, _) if s.is_success() => Outcome::Done(None),
+                    _ => Outcome::Failed,
+                }
+            }
         }
     }
 }
 
-/// Latencies of successful requests and the count of failures, over some wall time.
+/// Latencies of successful requests and the count of each kind of failure, over some wall time.
 #[derive(Debug, Default)]
 pub struct Measurement {
     latencies: Vec<Duration>,
+    shed: usize,
+    timeouts: usize,
     errors: usize,
     elapsed: Duration,
+    /// When the first request went out.
+    pub started: Option<Instant>,
+    /// Event ids of the acknowledged callbacks, when the target keeps them.
+    pub acked: Vec<String>,
 }
 
 pub struct Summary {
@@ -232,14 +272,23 @@ pub struct Summary {
     pub p50: f64,
     pub p95: f64,
     pub p99: f64,
+    pub shed: usize,
+    pub timeouts: usize,
     pub errors: usize,
 }
 
 impl Measurement {
     pub fn merge(&mut self, other: Measurement) {
         self.latencies.extend(other.latencies);
+        self.shed += other.shed;
+        self.timeouts += other.timeouts;
         self.errors += other.errors;
         self.elapsed += other.elapsed;
+        self.started = match (self.started, other.started) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.acked.extend(other.acked);
     }
 
     pub fn summary(&mut self) -> Summary {
@@ -256,12 +305,16 @@ impl Measurement {
             p50: percentile(0.50),
             p95: percentile(0.95),
             p99: percentile(0.99),
+            shed: self.shed,
+            timeouts: self.timeouts,
             errors: self.errors,
         }
     }
 }
 
-/// Keeps `concurrency` requests in flight for `duration`, from tasks spread over all cores.
+/// Keeps `concurrency` requests in flight for `duration`, from tasks spread over all cores. A
+/// request shed with 503 + Retry-After makes its worker wait that long (within the run), as a
+/// well-behaved sender would, instead of hammering an overloaded server.
 pub async fn measure(target: &Target, concurrency: usize, duration: Duration) -> Measurement {
     let started = Instant::now();
     let deadline = started + duration;
@@ -271,10 +324,18 @@ pub async fn measure(target: &Target, concurrency: usize, duration: Duration) ->
             let mut local = Measurement::default();
             while Instant::now() < deadline {
                 let t0 = Instant::now();
-                if target.send_one().await {
-                    local.latencies.push(t0.elapsed());
-                } else {
-                    local.errors += 1;
+                match target.send_one().await {
+                    Outcome::Done(id) => {
+                        local.latencies.push(t0.elapsed());
+                        local.acked.extend(id);
+                    }
+                    Outcome::Shed(delay) => {
+                        local.shed += 1;
+                        let wake = (Instant::now() + delay).min(deadline);
+                        tokio::time::sleep_until(wake.into()).await;
+                    }
+                    Outcome::Timeout => local.timeouts += 1,
+                    Outcome::Failed => local.errors += 1,
                 }
             }
             local
@@ -287,6 +348,76 @@ pub async fn measure(target: &Target, concurrency: usize, duration: Duration) ->
             Err(_) => total.errors += 1,
         }
     }
+    total.started = Some(started);
     total.elapsed = started.elapsed();
     total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::{web, App, HttpResponse, HttpServer};
+
+    /// A stand-in server: /shed answers 503 with Retry-After, /busy 503 without, /ok an event id.
+    async fn stand_in() -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let server = HttpServer::new(|| {
+            App::new()
+                .route(
+                    "/shed",
+                    web::post().to(|| async {
+                        HttpResponse::ServiceUnavailable()
+                            .insert_header(("Retry-After", "2"))
+                            .finish()
+                    }),
+                )
+                .route(
+                    "/busy",
+                    web::post().to(|| async { HttpResponse::ServiceUnavailable().finish() }),
+                )
+                .route(
+                    "/ok",
+                    web::post().to(|| async {
+                        HttpResponse::Ok().json(serde_json::json!({"event_id": "e1"}))
+                    }),
+                )
+        })
+        .workers(1)
+        .disable_signals()
+        .listen(listener)
+        .expect("listen")
+        .run();
+        tokio::spawn(server);
+        base
+    }
+
+    fn target(base: &str, path: &str) -> Target {
+        Target::Vodhook {
+            client: reqwest::Client::new(),
+            url: format!("{base}{path}"),
+            keep_ids: true,
+        }
+    }
+
+    #[actix_web::test]
+    async fn tells_shedding_from_other_failures() {
+        let base = stand_in().await;
+        assert!(matches!(
+            target(&base, "/shed").send_one().await,
+            Outcome::Shed(d) if d == Duration::from_secs(2)
+        ));
+        assert!(matches!(
+            target(&base, "/busy").send_one().await,
+            Outcome::Failed
+        ));
+        assert!(matches!(
+            target(&base, "/ok").send_one().await,
+            Outcome::Done(Some(id)) if id == "e1"
+        ));
+        assert!(matches!(
+            target("http://127.0.0.1:9", "/").send_one().await,
+            Outcome::Failed
+        ));
+    }
 }
