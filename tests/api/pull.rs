@@ -255,5 +255,9 @@ async fn a_key_that_may_not_confirm_stops_pulling_too() {
     }
     assert_eq!(ready, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(error_code(&body), "pull_stopped");
-    assert_eq!(stored_events(&app).await.len(), 1, "what was pulled is stored");
+    assert_eq!(
+        stored_events(&app).await.len(),
+        1,
+        "what was pulled is stored"
+    );
 }
