@@ -145,10 +145,31 @@ pub trait EventStore: Send + Sync {
     /// already stored (same dedupe key); returns only after commit. A repeat may still complete
     /// the upload record, and gets no outbox rows.
     async fn ingest(&self, incoming: &IncomingEvent<'_>) -> StorageResult<IngestOutcome>;
+    /// `ingest` for all of `batch` in one transaction, or none of it.
+    async fn ingest_all_or_nothing(
+        &self,
+        batch: &[IncomingEvent<'_>],
+    ) -> StorageResult<Vec<IngestOutcome>>;
     /// `ingest` for several events at once, committed together (group commit: one commit, one
     /// disk flush for all); one result per event, in order. An event that fails (bad data) does
     /// not fail the others: they are then stored one by one.
-    async fn ingest_batch(&self, batch: &[IncomingEvent<'_>]) -> Vec<StorageResult<IngestOutcome>>;
+    #[tracing::instrument(skip_all, fields(events = batch.len()))]
+    async fn ingest_batch(&self, batch: &[IncomingEvent<'_>]) -> Vec<StorageResult<IngestOutcome>> {
+        if batch.len() > 1 {
+            match self.ingest_all_or_nothing(batch).await {
+                Ok(outcomes) => return outcomes.into_iter().map(Ok).collect(),
+                Err(error) => tracing::warn!(
+                    error = format!("{error:#}"),
+                    "a batch failed; storing its events one by one"
+                ),
+            }
+        }
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for incoming in batch {
+            outcomes.push(self.ingest(incoming).await);
+        }
+        outcomes
+    }
     async fn get_event(&self, id: Uuid) -> StorageResult<Option<StoredEvent>>;
     /// The exact bytes an event arrived with.
     async fn get_event_raw_body(&self, id: Uuid) -> StorageResult<Option<Vec<u8>>>;

@@ -56,24 +56,11 @@ impl EventStore for SqliteStore {
         Ok(outcome)
     }
 
-    /// One write transaction (one flush) for the batch; if an event fails, the batch is rolled
-    /// back and its events are stored one by one.
-    #[tracing::instrument(skip_all, fields(events = batch.len()))]
-    async fn ingest_batch(&self, batch: &[IncomingEvent<'_>]) -> Vec<StorageResult<IngestOutcome>> {
-        if batch.len() > 1 {
-            match self.ingest_together(batch).await {
-                Ok(outcomes) => return outcomes.into_iter().map(Ok).collect(),
-                Err(error) => tracing::warn!(
-                    error = format!("{error:#}"),
-                    "a batch failed; storing its events one by one"
-                ),
-            }
-        }
-        let mut outcomes = Vec::with_capacity(batch.len());
-        for incoming in batch {
-            outcomes.push(self.ingest(incoming).await);
-        }
-        outcomes
+    async fn ingest_all_or_nothing(
+        &self,
+        batch: &[IncomingEvent<'_>],
+    ) -> StorageResult<Vec<IngestOutcome>> {
+        self.ingest_together(batch).await
     }
 
     async fn get_event(&self, id: Uuid) -> StorageResult<Option<StoredEvent>> {
