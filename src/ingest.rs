@@ -158,15 +158,16 @@ async fn commit_batches(
                 }
             }
         }
+        // The owned parts move into the batch; the pending events keep only their replies.
         let incoming: Vec<IncomingEvent<'_>> = batch
-            .iter()
+            .iter_mut()
             .map(|p| IncomingEvent {
                 event: &p.event,
                 id: Uuid::now_v7(),
                 raw_body: &p.raw,
-                headers: p.headers.clone(),
-                client_addr: p.client_addr.clone(),
-                handlers: p.handlers.clone(),
+                headers: std::mem::take(&mut p.headers),
+                client_addr: p.client_addr.take(),
+                handlers: std::mem::take(&mut p.handlers),
                 max_attempts,
             })
             .collect();

@@ -4,11 +4,9 @@ use chrono::{DateTime, TimeDelta, Utc};
 use futures_util::FutureExt;
 use secrecy::SecretString;
 use serde_json::{json, Value};
-use sqlx::{Connection, PgConnection};
 use std::collections::HashSet;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::path::PathBuf;
 use std::time::Duration;
 use uuid::Uuid;
 use vodhook::domain::{
@@ -88,17 +86,21 @@ where
     }
 }
 
+#[path = "../common/test_db.rs"]
+mod test_db;
+use test_db::TestDb;
+
 /// Where a test's data lives: a database of its own, or a directory of its own.
 enum Place {
-    Postgres(PgDatabase),
-    Sqlite(TempDir),
+    Postgres(TestDb),
+    Sqlite(tempfile::TempDir),
 }
 
 impl Place {
     async fn create(backend: Backend) -> Place {
         match backend {
-            Backend::Postgres => Place::Postgres(PgDatabase::create().await),
-            Backend::Sqlite => Place::Sqlite(TempDir::create()),
+            Backend::Postgres => Place::Postgres(TestDb::create().await),
+            Backend::Sqlite => Place::Sqlite(tempfile::tempdir().expect("a temporary directory")),
         }
     }
 
@@ -107,101 +109,16 @@ impl Place {
             Place::Postgres(db) => DatabaseLocation::Postgres(SecretString::from(db.url.clone())),
             Place::Sqlite(dir) => DatabaseLocation::Sqlite(SecretString::from(format!(
                 "sqlite://{}/vodhook.db",
-                dir.0.display()
+                dir.path().display()
             ))),
         }
     }
 
     async fn remove(self) {
         match self {
-            Place::Postgres(db) => db.drop_database().await,
+            Place::Postgres(db) => db.drop_now().await,
             Place::Sqlite(dir) => drop(dir),
         }
-    }
-}
-
-/// The Postgres server the tests create their databases on (any database on it will do).
-fn admin_url() -> String {
-    std::env::var("VODHOOK_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-async fn admin_connection() -> PgConnection {
-    let admin = admin_url();
-    PgConnection::connect(&admin).await.unwrap_or_else(|e| {
-        panic!("the Postgres tests need a server at {admin} (set VODHOOK_TEST_DATABASE_URL): {e}")
-    })
-}
-
-/// A database of its own for one test (as `tests/api`'s `TestDb`): databases older than an hour,
-/// left by runs that crashed, are dropped whenever a new one is made.
-struct PgDatabase {
-    name: String,
-    url: String,
-}
-
-impl PgDatabase {
-    async fn create() -> PgDatabase {
-        let mut conn = admin_connection().await;
-        let now = Utc::now().timestamp();
-        let existing: Vec<String> = sqlx::query_scalar(
-            "SELECT datname FROM pg_database WHERE datname LIKE 'vodhook_test_%'",
-        )
-        .fetch_all(&mut conn)
-        .await
-        .expect("list databases");
-        for name in existing {
-            let created = name
-                .split('_')
-                .nth(2)
-                .and_then(|t| t.parse::<i64>().ok())
-                .unwrap_or(now);
-            if now - created > 3600 {
-                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-                    .execute(&mut conn)
-                    .await;
-            }
-        }
-        let name = format!("vodhook_test_{now}_{}", Uuid::new_v4().simple());
-        sqlx::query(&format!("CREATE DATABASE \"{name}\""))
-            .execute(&mut conn)
-            .await
-            .expect("create test database");
-        let admin = admin_url();
-        let url = match admin.rsplit_once('/') {
-            Some((server, _)) => format!("{server}/{name}"),
-            None => panic!("VODHOOK_TEST_DATABASE_URL must end in /<database>"),
-        };
-        PgDatabase { name, url }
-    }
-
-    async fn drop_database(self) {
-        let mut conn = admin_connection().await;
-        sqlx::query(&format!(
-            "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
-            self.name
-        ))
-        .execute(&mut conn)
-        .await
-        .expect("drop test database");
-    }
-}
-
-/// A directory of its own for one test, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn create() -> TempDir {
-        let path =
-            std::env::temp_dir().join(format!("vodhook-conformance-{}", Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&path).unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
