@@ -173,15 +173,18 @@ async fn commit_batches(
             .collect();
         let results = store.ingest_batch(&incoming).await;
         drop(incoming);
-        let mut enqueued = false;
+        let mut stored = Vec::new();
         for (pending, result) in batch.into_iter().zip(results) {
-            enqueued |= result.as_ref().is_ok_and(|o| !o.duplicate);
+            if let Ok(outcome) = &result {
+                if !outcome.duplicate {
+                    stored.push(outcome.event_id);
+                }
+            }
             // The caller may have gone (its client hung up); the event is stored all the same.
             let _ = pending.reply.send(result);
         }
-        if enqueued {
-            // This process's worker need not wait for the NOTIFY round trip.
-            wakeup.notify();
+        if !stored.is_empty() {
+            wakeup.stored(stored);
         }
     }
 }

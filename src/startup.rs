@@ -205,7 +205,7 @@ impl Application {
             tokio::spawn(
                 self.worker
                     .clone()
-                    .run(shutdown.clone(), self.wakeup.local()),
+                    .run(shutdown.clone(), self.wakeup.clone()),
             )
         });
         let puller = self

@@ -1,32 +1,103 @@
-//! Waking delivery workers after an enqueue: this process's at once, other processes' through a
-//! Postgres NOTIFY that is sent outside the ingest transaction and coalesced.
+//! Waking delivery workers. Events this process stores are handed to its own worker by id, to
+//! be claimed by key rather than found by a scan of the due queue; other processes hear of new
+//! work (a replay, a retry, or events stored where no worker runs) through a coalesced Postgres
+//! NOTIFY.
 
 use crate::storage::Store;
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 /// At most one NOTIFY per this interval: under load one wake-up serves many enqueues, and no
 /// ingest transaction takes Postgres' global NOTIFY lock.
 const NOTIFY_INTERVAL: Duration = Duration::from_millis(25);
 
+/// Event ids waiting for this process's worker, at most; beyond that the worker is told to scan
+/// the due queue instead, which finds the same deliveries (bounded memory, nothing lost).
+const HANDOFF_CAPACITY: usize = 16_384;
+
 #[derive(Debug, Clone, Default)]
 pub struct Wakeup {
-    local: Arc<Notify>,
+    local: Arc<Handoff>,
     remote: Arc<Notify>,
 }
 
+#[derive(Debug, Default)]
+struct Handoff {
+    /// Stored events whose deliveries this process's worker is to claim.
+    events: Mutex<VecDeque<Uuid>>,
+    /// Deliveries may be due that no handed-off id names: the worker should scan the queue.
+    scan: AtomicBool,
+    /// Whether a worker runs in this process to take handoffs.
+    attached: AtomicBool,
+    ready: Notify,
+}
+
 impl Wakeup {
-    /// Deliveries were enqueued (and committed).
+    /// Events were stored (and committed) with their deliveries: this process's worker claims
+    /// them, or, if it has none running, the other processes' workers are told.
+    pub fn stored(&self, events: impl IntoIterator<Item = Uuid>) {
+        if !self.local.attached.load(Ordering::Acquire) {
+            self.remote.notify_one();
+            return;
+        }
+        {
+            let mut queue = self.handoff_queue();
+            for event in events {
+                if queue.len() >= HANDOFF_CAPACITY {
+                    self.local.scan.store(true, Ordering::Release);
+                    break;
+                }
+                queue.push_back(event);
+            }
+        }
+        self.local.ready.notify_one();
+    }
+
+    /// Deliveries came due some other way (a replay, a retry request, a resumed subscription):
+    /// every worker, here and in other processes, scans the due queue.
     pub fn notify(&self) {
-        self.local.notify_one();
+        self.local.scan.store(true, Ordering::Release);
+        self.local.ready.notify_one();
         self.remote.notify_one();
     }
 
-    /// What this process's worker waits on.
-    pub fn local(&self) -> Arc<Notify> {
-        self.local.clone()
+    /// Called by the worker of this process while it runs (true) and when it stops (false).
+    pub(super) fn attach_worker(&self, attached: bool) {
+        self.local.attached.store(attached, Ordering::Release);
+        if !attached && !self.handoff_queue().is_empty() {
+            // Handed-off events nobody here will claim: other processes' scans will.
+            self.remote.notify_one();
+        }
+    }
+
+    /// Up to `limit` handed-off event ids, oldest first.
+    pub(super) fn take_events(&self, limit: usize) -> Vec<Uuid> {
+        let mut queue = self.handoff_queue();
+        let n = limit.min(queue.len());
+        queue.drain(..n).collect()
+    }
+
+    /// Whether a scan of the due queue was asked for since the last call.
+    pub(super) fn take_scan_request(&self) -> bool {
+        self.local.scan.swap(false, Ordering::AcqRel)
+    }
+
+    /// Waits until events are handed off or a scan is asked for.
+    pub(super) async fn ready(&self) {
+        self.local.ready.notified().await;
+    }
+
+    fn handoff_queue(&self) -> std::sync::MutexGuard<'_, VecDeque<Uuid>> {
+        // The queue holds plain ids: a panic elsewhere cannot leave it half-changed.
+        self.local
+            .events
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Sends the NOTIFY for other processes until `shutdown`.

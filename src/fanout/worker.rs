@@ -4,7 +4,8 @@
 
 use super::http_target::TryOutcome;
 use super::{
-    open_secret, Clock, EventHandler, Handlers, HttpTarget, Notification, RetryPolicy, SecretCipher,
+    open_secret, Clock, EventHandler, Handlers, HttpTarget, Notification, RetryPolicy,
+    SecretCipher, Wakeup,
 };
 use crate::domain::SigningSecret;
 use crate::metrics::Metrics;
@@ -17,6 +18,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
@@ -112,17 +114,21 @@ impl DeliveryWorker {
         Ok(outcome)
     }
 
-    /// Delivers until `shutdown`: keeps up to `concurrency` deliveries in flight, wakes on NOTIFY
-    /// (any process) or `local_wake` (this process), polls as a backstop. On shutdown it stops
-    /// claiming and gives in-flight deliveries the grace period; the rest come due again when
-    /// their lease ends.
-    pub async fn run(self, shutdown: CancellationToken, local_wake: Arc<Notify>) {
+    /// Delivers until `shutdown`: keeps up to `concurrency` deliveries in flight. Events this
+    /// process stores are handed over by `wakeup` and claimed by key; the due queue is scanned
+    /// (for retries, replays, other processes' leftovers) on NOTIFY from any process, on a
+    /// local request, and every poll interval as a backstop. On shutdown it stops claiming and
+    /// gives in-flight deliveries the grace period; the rest come due again when their lease ends.
+    pub async fn run(self, shutdown: CancellationToken, wakeup: Wakeup) {
         let remote_wake = Arc::new(Notify::new());
         let store = self.inner.store.clone();
         let (wake, stop) = (remote_wake.clone(), shutdown.clone());
         let listener = tokio::spawn(async move { store.relay_wakeups(wake, stop).await });
+        wakeup.attach_worker(true);
         let slots = Arc::new(Semaphore::new(self.inner.settings.concurrency));
         let mut in_flight = JoinSet::new();
+        // Deliveries left from before this start are found by a first scan.
+        let mut scan = true;
         while !shutdown.is_cancelled() {
             while in_flight.try_join_next().is_some() {}
             let free = slots.available_permits();
@@ -133,13 +139,33 @@ impl DeliveryWorker {
                 }
                 continue;
             }
-            let claimed = match self.claim(free).await {
+            let events = wakeup.take_events(free);
+            scan |= wakeup.take_scan_request();
+            let claimed = if !events.is_empty() {
+                self.claim_events(&events).await
+            } else if scan {
+                let claimed = self.claim(free).await;
+                // A full batch may have left more behind.
+                scan = claimed.as_ref().is_ok_and(|c| c.len() >= free);
+                claimed
+            } else {
+                tokio::select! {
+                    () = wakeup.ready() => {}
+                    () = remote_wake.notified() => scan = true,
+                    () = tokio::time::sleep(self.inner.settings.poll_interval) => scan = true,
+                    () = shutdown.cancelled() => break,
+                }
+                continue;
+            };
+            let claimed = match claimed {
                 Ok(claimed) => claimed,
                 Err(error) => {
                     tracing::warn!(
                         error = format!("{error:#}"),
                         "cannot claim deliveries; retrying shortly"
                     );
+                    // Handed-off ids may be gone with the failed claim: a scan finds their rows.
+                    scan = true;
                     tokio::select! {
                         () = tokio::time::sleep(Duration::from_secs(1)) => {}
                         () = shutdown.cancelled() => break,
@@ -147,15 +173,6 @@ impl DeliveryWorker {
                     continue;
                 }
             };
-            if claimed.is_empty() {
-                tokio::select! {
-                    () = local_wake.notified() => {}
-                    () = remote_wake.notified() => {}
-                    () = tokio::time::sleep(self.inner.settings.poll_interval) => {}
-                    () = shutdown.cancelled() => break,
-                }
-                continue;
-            }
             for delivery in claimed {
                 let Ok(slot) = slots.clone().acquire_owned().await else {
                     break;
@@ -172,6 +189,7 @@ impl DeliveryWorker {
                 });
             }
         }
+        wakeup.attach_worker(false);
         let grace = self.inner.settings.shutdown_grace;
         if tokio::time::timeout(grace, async {
             while in_flight.join_next().await.is_some() {}
@@ -186,6 +204,20 @@ impl DeliveryWorker {
             in_flight.abort_all();
         }
         listener.abort();
+    }
+
+    /// Claims the deliveries of events this process has just stored.
+    async fn claim_events(&self, events: &[Uuid]) -> anyhow::Result<Vec<ClaimedDelivery>> {
+        Ok(self
+            .inner
+            .store
+            .claim_deliveries_of_events(
+                events,
+                self.inner.clock.now(),
+                self.inner.settings.lease(),
+                &self.inner.handlers.names(),
+            )
+            .await?)
     }
 
     async fn claim(&self, limit: usize) -> anyhow::Result<Vec<ClaimedDelivery>> {

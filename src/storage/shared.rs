@@ -5,11 +5,14 @@ use super::model::{
     DeliveryFilter, EventFilter, ReplayTarget, RetryRequest, Settle, Settlement, UploadFilter,
 };
 use crate::domain::{EventFormat, Page, PageCursor, PageLimit, StoredEvent, Subscription, Upload};
+use crate::tencent::parse_body;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-pub(super) const EVENT_COLUMNS: &str =
-    "id, event_type, format, received_at, file_id, body, headers, client_addr";
+/// The raw bytes are read only where no parsed copy of the body was stored (Postgres no longer
+/// stores one).
+pub(super) const EVENT_COLUMNS: &str = "id, event_type, format, received_at, file_id, body, \
+    CASE WHEN body IS NULL THEN raw_body END AS raw_body, headers, client_addr";
 
 pub(super) const UPLOAD_COLUMNS: &str = "file_id, media_url, source_type, source_context, \
     procedure_task_id, review_audio_video_task_id, name, media_type, cover_url, storage_region, \
@@ -37,7 +40,7 @@ pub(super) const UPDATE_SUBSCRIPTION_SQL: &str = "UPDATE subscriptions SET \
     updated_at = $7 \
     WHERE id = $1 RETURNING id, url, event_types, description, enabled, disabled_reason, created_at, updated_at";
 
-/// An event as both stores return it (the body and headers are JSON in either).
+/// An event as both stores return it (the body, where stored, and headers are JSON in either).
 #[derive(sqlx::FromRow)]
 pub(super) struct EventRow {
     id: Uuid,
@@ -45,7 +48,8 @@ pub(super) struct EventRow {
     format: String,
     received_at: DateTime<Utc>,
     file_id: Option<String>,
-    body: serde_json::Value,
+    body: Option<serde_json::Value>,
+    raw_body: Option<Vec<u8>>,
     headers: serde_json::Value,
     client_addr: Option<String>,
 }
@@ -59,7 +63,11 @@ impl From<EventRow> for StoredEvent {
             format: EventFormat::parse(&row.format).unwrap_or(EventFormat::V3),
             received_at: row.received_at,
             file_id: row.file_id,
-            body: row.body,
+            // Only bodies that parsed are stored, so the raw bytes parse again.
+            body: row
+                .body
+                .or_else(|| row.raw_body.and_then(|raw| parse_body(&raw).ok()))
+                .unwrap_or(serde_json::Value::Null),
             headers: row.headers,
             client_addr: row.client_addr,
         }

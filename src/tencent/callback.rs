@@ -25,12 +25,18 @@ pub const MAX_EVENT_TYPE_LEN: usize = 256;
 /// the callback signature and its expiry, and the reliable-mode receipt handle.
 const VOLATILE_KEYS: [&str; 5] = ["Sign", "T", "sign", "t", "EventHandle"];
 
-/// Parses a callback body, lenient about everything but the event type (vod-spec.md §1.5, §2).
-pub fn parse_callback(raw: &[u8]) -> Result<VodEvent, CallbackParseError> {
+/// A callback body as JSON, as vodhook keeps and shows it.
+pub fn parse_body(raw: &[u8]) -> Result<Value, CallbackParseError> {
     let mut body: Value =
         serde_json::from_slice(raw).map_err(|e| CallbackParseError::NotJson(e.to_string()))?;
     // Postgres text and jsonb cannot hold U+0000; the raw bytes keep the original.
     replace_nul_characters(&mut body);
+    Ok(body)
+}
+
+/// Parses a callback body, lenient about everything but the event type (vod-spec.md §1.5, §2).
+pub fn parse_callback(raw: &[u8]) -> Result<VodEvent, CallbackParseError> {
+    let body = parse_body(raw)?;
     let Value::Object(object) = &body else {
         return Err(CallbackParseError::NotAnObject);
     };

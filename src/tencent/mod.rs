@@ -10,4 +10,4 @@ pub mod tc3;
 pub mod upload_signature;
 pub mod vod_api;
 
-pub use callback::{dedupe_key, parse_callback, CallbackParseError};
+pub use callback::{dedupe_key, parse_body, parse_callback, CallbackParseError};

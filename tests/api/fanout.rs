@@ -473,7 +473,7 @@ async fn two_workers_on_separate_pools_deliver_a_thousand_events_once() {
         let worker =
             crate::helpers::worker_for(&app, store, Arc::new(vodhook::fanout::SystemClock));
         workers.push(tokio::spawn(
-            worker.run(shutdown.clone(), Arc::new(tokio::sync::Notify::new())),
+            worker.run(shutdown.clone(), vodhook::fanout::Wakeup::default()),
         ));
     }
     let accepted = receiver

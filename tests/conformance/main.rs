@@ -100,6 +100,7 @@ conformance! {
         claimed_delivery_is_hidden_until_its_lease_ends,
         handler_deliveries_are_claimed_only_for_their_handlers,
         claim_respects_limit_and_takes_due_rows_only,
+        claim_by_event_takes_those_events_due_rows_for_this_process_only,
         concurrent_claimers_never_share_a_delivery,
     }
     settle {

@@ -1,8 +1,8 @@
 //! The outbox: deliveries written with their event, and claims (leases, handlers, limits, races).
 
 use crate::support::{
-    assert_distinct, by_event, claim, deleted_body, deliveries, delivery, event, fixture, ingest,
-    ingest_upload, ingest_with, now, secs, settle, subscribe, upload, TestStore, LEASE,
+    assert_distinct, by_event, claim, claim_of, deleted_body, deliveries, delivery, event, fixture,
+    ingest, ingest_upload, ingest_with, now, secs, settle, subscribe, upload, TestStore, LEASE,
     MAX_ATTEMPTS,
 };
 use std::collections::HashSet;
@@ -260,6 +260,97 @@ pub async fn claim_respects_limit_and_takes_due_rows_only(store: TestStore) {
         .map(|c| c.id)
         .collect();
     assert_eq!(later, HashSet::from([ids[2], ids[3], ids[4]]));
+}
+
+/// Claims of the deliveries of named events, as the worker makes for events its process stored.
+async fn claim_events(
+    store: &Store,
+    events: &[Uuid],
+    at: chrono::DateTime<chrono::Utc>,
+    handlers: &[&str],
+) -> Vec<vodhook::storage::ClaimedDelivery> {
+    let handlers: Vec<String> = handlers.iter().map(|h| (*h).to_owned()).collect();
+    store
+        .claim_deliveries_of_events(events, at, LEASE, &handlers)
+        .await
+        .expect("claim_deliveries_of_events")
+}
+
+pub async fn claim_by_event_takes_those_events_due_rows_for_this_process_only(store: TestStore) {
+    let subscription = subscribe(&store, &[]).await;
+    let raw = fixture("v3-newfileupload-full.json");
+    let first = ingest_with(&store, &raw, &["audit", "elsewhere"])
+        .await
+        .event_id;
+    let second = ingest_upload(&store, "second").await;
+    let third = ingest_upload(&store, "third").await;
+    let t = now();
+    assert!(claim_events(&store, &[], t, &["audit"]).await.is_empty());
+    assert!(claim_events(&store, &[Uuid::now_v7()], t, &["audit"])
+        .await
+        .is_empty());
+
+    // The first event's deliveries for the subscription and this process's handler, not the
+    // handler only another process has; nothing of the other events.
+    let claimed = claim_events(&store, &[first], t, &["audit"]).await;
+    let targets: HashSet<(Option<Uuid>, Option<String>)> = claimed
+        .iter()
+        .map(|c| (c.subscription_id, c.handler.clone()))
+        .collect();
+    assert_eq!(
+        targets,
+        HashSet::from([
+            (Some(subscription.id), None),
+            (None, Some("audit".to_owned()))
+        ])
+    );
+    for c in &claimed {
+        assert_eq!(c.event_id, first);
+        assert_eq!(c.attempts, 1, "a claim counts as an attempt");
+        assert_eq!(c.raw_body, raw);
+        assert!(c.upload.is_some(), "the record travels with the claim");
+    }
+    let http = claim_of(&claimed, first, subscription.id);
+    assert_eq!(http.url.as_deref(), Some(subscription.url.as_str()));
+    assert!(http.secret.is_some());
+
+    // Claimed rows are leased: neither claim finds them again until the lease ends.
+    assert!(claim_events(&store, &[first], t, &["audit"])
+        .await
+        .is_empty());
+    let scanned = claim(&store, t, &["audit"]).await;
+    let scanned_events: HashSet<Uuid> = scanned.iter().map(|c| c.event_id).collect();
+    assert_eq!(scanned_events, HashSet::from([second, third]));
+    let lease_ended = t + secs(LEASE.as_secs() as i64 + 1);
+    let again = claim_events(&store, &[first, second], lease_ended, &["audit"]).await;
+    assert_eq!(
+        again.len(),
+        3,
+        "both of the first, one of the second: {again:?}"
+    );
+
+    // A retry is claimed by event only once it is due; a settled delivery never again.
+    let of_second = claim_of(&again, second, subscription.id);
+    let retry_at = lease_ended + secs(3600);
+    assert!(
+        settle(
+            &store,
+            &of_second,
+            Settlement::RetryAt(retry_at),
+            lease_ended
+        )
+        .await
+    );
+    let of_first = claim_of(&again, first, subscription.id);
+    assert!(settle(&store, &of_first, Settlement::Succeeded, lease_ended).await);
+    let later = lease_ended + secs(LEASE.as_secs() as i64 + 1);
+    assert!(claim_events(&store, &[first, second], later, &[])
+        .await
+        .is_empty());
+    let due = claim_events(&store, &[first, second], retry_at + secs(1), &[]).await;
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].id, of_second.id);
+    assert_eq!(due[0].attempts, 3);
 }
 
 pub async fn concurrent_claimers_never_share_a_delivery(store: TestStore) {

@@ -35,11 +35,11 @@ static BATCH_SQL: LazyLock<String> = LazyLock::new(|| {
     let arrays: Vec<String> = types
         .iter()
         .enumerate()
-        .map(|(i, t)| format!("${}::{t}[]", 16 + i))
+        .map(|(i, t)| format!("${}::{t}[]", 15 + i))
         .collect();
     let upload_rows = format!(
         "SELECT u.file_id, {columns}, s.id, s.received_at, s.received_at \
-         FROM unnest($14::int4[], $15::text[], {arrays}) AS u(ord, file_id, {vod}) \
+         FROM unnest($13::int4[], $14::text[], {arrays}) AS u(ord, file_id, {vod}) \
          JOIN stored s ON s.ord = u.ord",
         columns = vod
             .iter()
@@ -52,12 +52,12 @@ static BATCH_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH input AS ( \
            SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[], \
-             $7::jsonb[], $8::jsonb[], $9::text[], $10::int4[], $11::int4[]) \
-             AS i(id, dedupe_key, event_type, format, file_id, raw_body, body, headers, client_addr, max_attempts, ord)), \
+             $7::jsonb[], $8::text[], $9::int4[], $10::int4[]) \
+             AS i(id, dedupe_key, event_type, format, file_id, raw_body, headers, client_addr, max_attempts, ord)), \
          inserted AS ( \
-           INSERT INTO events (id, dedupe_key, event_type, format, file_id, received_at, raw_body, body, headers, client_addr) \
+           INSERT INTO events (id, dedupe_key, event_type, format, file_id, received_at, raw_body, headers, client_addr) \
            SELECT id, dedupe_key, event_type, format, file_id, date_trunc('microseconds', clock_timestamp()), \
-             raw_body, body, headers, client_addr FROM input ORDER BY ord \
+             raw_body, headers, client_addr FROM input ORDER BY ord \
            ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, received_at, dedupe_key), \
          repeated AS ( \
            SELECT e.id, date_trunc('microseconds', clock_timestamp()) AS received_at, e.dedupe_key \
@@ -77,7 +77,7 @@ static BATCH_SQL: LazyLock<String> = LazyLock::new(|| {
            UNION ALL \
            SELECT vodhook_uuid_v7(), e.id, NULL, h.name, 'pending', i.max_attempts, e.received_at, e.received_at, e.received_at \
              FROM inserted e JOIN input i ON i.dedupe_key = e.dedupe_key \
-             JOIN unnest($12::int4[], $13::text[]) AS h(ord, name) ON h.ord = i.ord) \
+             JOIN unnest($11::int4[], $12::text[]) AS h(ord, name) ON h.ord = i.ord) \
          SELECT ord, id, fresh FROM stored",
         upsert = upsert::upsert_rows(&upload_rows),
     )
@@ -139,7 +139,6 @@ pub(super) async fn ingest_rows(
                 .map(|i| i.raw_body.to_vec())
                 .collect::<Vec<_>>(),
         )
-        .bind(batch.iter().map(|i| &i.event.body).collect::<Vec<_>>())
         .bind(batch.iter().map(|i| &i.headers).collect::<Vec<_>>())
         .bind(column(&|i| i.client_addr.clone()))
         .bind(batch.iter().map(|i| i.max_attempts).collect::<Vec<_>>())

@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 use sqlx::Postgres;
+use std::sync::LazyLock;
 use uuid::Uuid;
 
 /// A claim with the upload record of its event's file, read in the same statement as JSON.
@@ -39,6 +40,50 @@ impl ClaimRow {
     }
 }
 
+/// The claim statement: the deliveries `due` picks (a CTE that may use `$3`) get an attempt and
+/// a lease, and come back with their event, target and upload record. `$1` is the worker's clock,
+/// `$2` the lease in seconds, `$4` this process's handlers.
+fn claim_sql(due: &str) -> String {
+    format!(
+        "WITH {due}, \
+         claimed AS ( \
+           UPDATE deliveries d SET attempts = d.attempts + 1, \
+             claimed_until = GREATEST($1, now()) + make_interval(secs => $2), updated_at = $1 \
+           FROM due WHERE d.id = due.id \
+           RETURNING d.id, d.attempts, d.max_attempts, d.event_id, d.subscription_id, d.handler) \
+         SELECT c.id, c.attempts, c.max_attempts, c.event_id, e.event_type, e.received_at, e.file_id, e.raw_body, \
+                c.handler, c.subscription_id, s.url, s.secret, s.previous_secret, s.previous_secret_expires_at, \
+                to_jsonb(u) AS upload_json \
+         FROM claimed c JOIN events e ON e.id = c.event_id LEFT JOIN subscriptions s ON s.id = c.subscription_id \
+           LEFT JOIN uploads u ON u.file_id = e.file_id"
+    )
+}
+
+/// Which deliveries are claimable now: pending, due, not leased, for a target of this process.
+const CLAIMABLE: &str = "status = 'pending' AND next_attempt_at <= GREATEST($1, now()) \
+    AND (claimed_until IS NULL OR claimed_until <= GREATEST($1, now())) \
+    AND (handler IS NULL OR handler = ANY($4))";
+
+/// The due queue's head, up to `$3` rows, in due order.
+static CLAIM_DUE_SQL: LazyLock<String> = LazyLock::new(|| {
+    claim_sql(&format!(
+        "due AS (SELECT id FROM deliveries WHERE {CLAIMABLE} \
+           ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED)"
+    ))
+});
+
+/// The deliveries of the events `$3`, found through their event (the hot path). The claimable
+/// test is applied after the lookup, so no stale estimate of the due queue can make Postgres
+/// walk it instead.
+static CLAIM_OF_EVENTS_SQL: LazyLock<String> = LazyLock::new(|| {
+    claim_sql(&format!(
+        "of_events AS MATERIALIZED ( \
+           SELECT id, status, next_attempt_at, claimed_until, handler FROM deliveries \
+           WHERE event_id = ANY($3) ORDER BY id FOR NO KEY UPDATE SKIP LOCKED), \
+         due AS (SELECT id FROM of_events WHERE {CLAIMABLE})"
+    ))
+});
+
 #[async_trait]
 impl DeliveryStore for PgStore {
     /// Claims up to `limit` due deliveries for this process's targets: each claim counts as an
@@ -52,30 +97,30 @@ impl DeliveryStore for PgStore {
         limit: i64,
         handlers: &[String],
     ) -> StorageResult<Vec<ClaimedDelivery>> {
-        let claimed: Vec<ClaimRow> = sqlx::query_as(
-            "WITH due AS ( \
-               SELECT d.id FROM deliveries d \
-               WHERE d.status = 'pending' AND d.next_attempt_at <= GREATEST($1, now()) \
-                 AND (d.claimed_until IS NULL OR d.claimed_until <= GREATEST($1, now())) \
-                 AND (d.handler IS NULL OR d.handler = ANY($4)) \
-               ORDER BY d.next_attempt_at LIMIT $3 FOR UPDATE OF d SKIP LOCKED), \
-             claimed AS ( \
-               UPDATE deliveries d SET attempts = d.attempts + 1, \
-                 claimed_until = GREATEST($1, now()) + make_interval(secs => $2), updated_at = $1 \
-               FROM due WHERE d.id = due.id \
-               RETURNING d.id, d.attempts, d.max_attempts, d.event_id, d.subscription_id, d.handler) \
-             SELECT c.id, c.attempts, c.max_attempts, c.event_id, e.event_type, e.received_at, e.file_id, e.raw_body, \
-                    c.handler, c.subscription_id, s.url, s.secret, s.previous_secret, s.previous_secret_expires_at, \
-                    to_jsonb(u) AS upload_json \
-             FROM claimed c JOIN events e ON e.id = c.event_id LEFT JOIN subscriptions s ON s.id = c.subscription_id \
-               LEFT JOIN uploads u ON u.file_id = e.file_id",
-        )
-        .bind(now)
-        .bind(lease.as_secs_f64())
-        .bind(limit)
-        .bind(handlers)
-        .fetch_all(&self.worker_pool)
-        .await?;
+        let claimed: Vec<ClaimRow> = sqlx::query_as(&CLAIM_DUE_SQL)
+            .bind(now)
+            .bind(lease.as_secs_f64())
+            .bind(limit)
+            .bind(handlers)
+            .fetch_all(&self.worker_pool)
+            .await?;
+        Ok(claimed.into_iter().map(ClaimRow::into_claim).collect())
+    }
+
+    async fn claim_deliveries_of_events(
+        &self,
+        event_ids: &[Uuid],
+        now: DateTime<Utc>,
+        lease: std::time::Duration,
+        handlers: &[String],
+    ) -> StorageResult<Vec<ClaimedDelivery>> {
+        let claimed: Vec<ClaimRow> = sqlx::query_as(&CLAIM_OF_EVENTS_SQL)
+            .bind(now)
+            .bind(lease.as_secs_f64())
+            .bind(event_ids)
+            .bind(handlers)
+            .fetch_all(&self.worker_pool)
+            .await?;
         Ok(claimed.into_iter().map(ClaimRow::into_claim).collect())
     }
 

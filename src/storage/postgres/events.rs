@@ -23,8 +23,8 @@ fn ingest_sql(records: &[String]) -> String {
         .collect();
     format!(
         "WITH inserted AS ( \
-           INSERT INTO events (id, dedupe_key, event_type, format, file_id, received_at, raw_body, body, headers, client_addr) \
-           VALUES ($1, $2, $3, $4, $5, date_trunc('microseconds', clock_timestamp()), $6, $7, $8, $9) \
+           INSERT INTO events (id, dedupe_key, event_type, format, file_id, received_at, raw_body, headers, client_addr) \
+           VALUES ($1, $2, $3, $4, $5, date_trunc('microseconds', clock_timestamp()), $6, $7, $8) \
            ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, received_at), \
          repeated AS ( \
            SELECT id, date_trunc('microseconds', clock_timestamp()) AS received_at FROM events \
@@ -33,11 +33,11 @@ fn ingest_sql(records: &[String]) -> String {
          {record}\
          outbox AS ( \
            INSERT INTO deliveries (id, event_id, subscription_id, handler, status, max_attempts, next_attempt_at, created_at, updated_at) \
-           SELECT vodhook_uuid_v7(), e.id, s.id, NULL, 'pending', $11, e.received_at, e.received_at, e.received_at \
+           SELECT vodhook_uuid_v7(), e.id, s.id, NULL, 'pending', $10, e.received_at, e.received_at, e.received_at \
              FROM inserted e JOIN subscriptions s ON s.enabled AND (cardinality(s.event_types) = 0 OR $3 = ANY(s.event_types)) \
            UNION ALL \
-           SELECT vodhook_uuid_v7(), e.id, NULL, h, 'pending', $11, e.received_at, e.received_at, e.received_at \
-             FROM inserted e CROSS JOIN unnest($10::text[]) AS h) \
+           SELECT vodhook_uuid_v7(), e.id, NULL, h, 'pending', $10, e.received_at, e.received_at, e.received_at \
+             FROM inserted e CROSS JOIN unnest($9::text[]) AS h) \
          SELECT id, TRUE FROM inserted UNION ALL SELECT id, FALSE FROM repeated"
     )
 }
@@ -45,25 +45,25 @@ fn ingest_sql(records: &[String]) -> String {
 /// An event that touches no upload record.
 static INGEST_SQL: LazyLock<String> = LazyLock::new(|| ingest_sql(&[]));
 
-/// An upload (NewFileUpload, PullComplete): its record's fields are `$12..`. A repeat may fill
+/// An upload (NewFileUpload, PullComplete): its record's fields are `$11..`. A repeat may fill
 /// gaps too (the v2 and v3 copies of one upload carry different fields).
 static INGEST_UPLOAD_SQL: LazyLock<String> =
-    LazyLock::new(|| ingest_sql(&[upsert::upsert_from("stored", 12)]));
+    LazyLock::new(|| ingest_sql(&[upsert::upsert_from("stored", 11)]));
 
-/// A task's progress (ProcedureStateChanged): `$12..`; a repeat changes nothing (it may be a
+/// A task's progress (ProcedureStateChanged): `$11..`; a repeat changes nothing (it may be a
 /// late copy of a state since overtaken).
 static INGEST_PROCESSING_SQL: LazyLock<String> = LazyLock::new(|| {
     ingest_sql(&[
-        upsert::task_seen_from("inserted", 12),
-        upsert::processing_from("inserted", 12),
+        upsert::task_seen_from("inserted", 11),
+        upsert::processing_from("inserted", 11),
     ])
 });
 
-/// A deletion (FileDeleted): the FileIds are `$12`.
+/// A deletion (FileDeleted): the FileIds are `$11`.
 static INGEST_DELETED_SQL: LazyLock<String> = LazyLock::new(|| {
     ingest_sql(&[upsert::deleted_from(
         "inserted",
-        "unnest($12::text[]) AS f(file_id)",
+        "unnest($11::text[]) AS f(file_id)",
     )])
 });
 
@@ -148,7 +148,6 @@ async fn ingest_on(
             .bind(event.format.as_str())
             .bind(event.file_id.as_ref().map(|f| f.as_str()))
             .bind(incoming.raw_body)
-            .bind(&event.body)
             .bind(&incoming.headers)
             .bind(&incoming.client_addr)
             .bind(&incoming.handlers)

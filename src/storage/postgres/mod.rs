@@ -67,11 +67,17 @@ impl PgStore {
         let worker_pool = PgPoolOptions::new()
             .max_connections(WORKER_POOL_SIZE)
             .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_lazy_with(
-                options
-                    .application_name("vodhook-worker")
-                    .options([("synchronous_commit", "off")]),
-            );
+            .connect_lazy_with(options.application_name("vodhook-worker").options([
+                ("synchronous_commit", "off"),
+                // The worker's statements find their rows by key. A plan made while the outbox
+                // was small or its statistics stale (a sequential or bitmap scan) would be
+                // cached long after the outbox has grown, each call then reading the whole
+                // table or every dead entry of the due index.
+                ("enable_seqscan", "off"),
+                ("enable_bitmapscan", "off"),
+                // So keyed, one plan serves every batch size: not planned again per call.
+                ("plan_cache_mode", "force_generic_plan"),
+            ]));
         Ok(PgStore {
             pool,
             worker_pool,

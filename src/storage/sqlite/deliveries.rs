@@ -23,59 +23,32 @@ impl DeliveryStore for SqliteStore {
         limit: i64,
         handlers: &[String],
     ) -> StorageResult<Vec<ClaimedDelivery>> {
-        let due_by = micros(now.max(Utc::now()));
-        let lease_end = due_by + TimeDelta::from_std(lease).unwrap_or(TimeDelta::MAX);
-        let mut tx = self.write().await?;
-        let ids: Vec<Uuid> = sqlx::query_scalar(
-            "UPDATE deliveries SET attempts = attempts + 1, claimed_until = $2, updated_at = $3 \
-             WHERE id IN ( \
-               SELECT id FROM deliveries \
-               WHERE status = 'pending' AND next_attempt_at <= $1 \
-                 AND (claimed_until IS NULL OR claimed_until <= $1) \
-                 AND (handler IS NULL OR handler IN (SELECT value FROM json_each($5))) \
-               ORDER BY next_attempt_at LIMIT $4) \
-             RETURNING id",
-        )
-        .bind(due_by)
-        .bind(lease_end)
-        .bind(micros(now))
-        .bind(limit)
-        .bind(Json(handlers))
-        .fetch_all(&mut *tx)
-        .await?;
-        if ids.is_empty() {
-            tx.commit().await?;
+        self.claim(now, lease, handlers, |query| {
+            query.push("ORDER BY next_attempt_at LIMIT ");
+            query.push_bind(limit);
+        })
+        .await
+    }
+
+    async fn claim_deliveries_of_events(
+        &self,
+        event_ids: &[Uuid],
+        now: DateTime<Utc>,
+        lease: std::time::Duration,
+        handlers: &[String],
+    ) -> StorageResult<Vec<ClaimedDelivery>> {
+        if event_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut query = QueryBuilder::<Sqlite>::new(
-            "SELECT d.id, d.attempts, d.max_attempts, d.event_id, e.event_type, e.received_at, e.file_id, e.raw_body, \
-                    d.handler, d.subscription_id, s.url, s.secret, s.previous_secret, s.previous_secret_expires_at \
-             FROM deliveries d JOIN events e ON e.id = d.event_id LEFT JOIN subscriptions s ON s.id = d.subscription_id \
-             WHERE d.id IN (",
-        );
-        let mut list = query.separated(", ");
-        for id in ids {
-            list.push_bind(id);
-        }
-        query.push(") ORDER BY d.next_attempt_at");
-        let mut claimed: Vec<ClaimedDelivery> = query.build_query_as().fetch_all(&mut *tx).await?;
-        let upload_sql = format!("SELECT {UPLOAD_COLUMNS} FROM uploads WHERE file_id = $1");
-        for claim in &mut claimed {
-            if let Some(file_id) = &claim.file_id {
-                // A record that does not read back costs the notification its record, not the
-                // delivery.
-                claim.upload = sqlx::query_as(&upload_sql)
-                    .bind(file_id)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .unwrap_or_else(|error| {
-                        tracing::warn!(delivery_id = %claim.id, %error, "cannot read the upload record back");
-                        None
-                    });
+        self.claim(now, lease, handlers, |query| {
+            query.push("AND event_id IN (");
+            let mut list = query.separated(", ");
+            for id in event_ids {
+                list.push_bind(*id);
             }
-        }
-        tx.commit().await?;
-        Ok(claimed)
+            query.push(")");
+        })
+        .await
     }
 
     async fn settle_deliveries(
@@ -195,5 +168,71 @@ impl DeliveryStore for SqliteStore {
 
     async fn count_open_deliveries(&self) -> StorageResult<Vec<(String, String, i64)>> {
         Sqlite::count_open_deliveries(&self.readers).await
+    }
+}
+
+impl SqliteStore {
+    /// Claims the due deliveries that `select` picks (it appends to the WHERE clause: a
+    /// narrowing, an order, a limit): each gets an attempt and a lease, and comes back with its
+    /// event, target and upload record.
+    async fn claim(
+        &self,
+        now: DateTime<Utc>,
+        lease: std::time::Duration,
+        handlers: &[String],
+        select: impl FnOnce(&mut QueryBuilder<'_, Sqlite>),
+    ) -> StorageResult<Vec<ClaimedDelivery>> {
+        let due_by = micros(now.max(Utc::now()));
+        let lease_end = due_by + TimeDelta::from_std(lease).unwrap_or(TimeDelta::MAX);
+        let mut claim = QueryBuilder::<Sqlite>::new(
+            "UPDATE deliveries SET attempts = attempts + 1, claimed_until = ",
+        );
+        claim.push_bind(lease_end);
+        claim.push(", updated_at = ");
+        claim.push_bind(micros(now));
+        claim.push(" WHERE id IN (SELECT id FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ");
+        claim.push_bind(due_by);
+        claim.push(" AND (claimed_until IS NULL OR claimed_until <= ");
+        claim.push_bind(due_by);
+        claim.push(") AND (handler IS NULL OR handler IN (SELECT value FROM json_each(");
+        claim.push_bind(Json(handlers));
+        claim.push("))) ");
+        select(&mut claim);
+        claim.push(") RETURNING id");
+        let mut tx = self.write().await?;
+        let ids: Vec<Uuid> = claim.build_query_scalar().fetch_all(&mut *tx).await?;
+        if ids.is_empty() {
+            tx.commit().await?;
+            return Ok(Vec::new());
+        }
+        let mut query = QueryBuilder::<Sqlite>::new(
+            "SELECT d.id, d.attempts, d.max_attempts, d.event_id, e.event_type, e.received_at, e.file_id, e.raw_body, \
+                    d.handler, d.subscription_id, s.url, s.secret, s.previous_secret, s.previous_secret_expires_at \
+             FROM deliveries d JOIN events e ON e.id = d.event_id LEFT JOIN subscriptions s ON s.id = d.subscription_id \
+             WHERE d.id IN (",
+        );
+        let mut list = query.separated(", ");
+        for id in ids {
+            list.push_bind(id);
+        }
+        query.push(") ORDER BY d.next_attempt_at");
+        let mut claimed: Vec<ClaimedDelivery> = query.build_query_as().fetch_all(&mut *tx).await?;
+        let upload_sql = format!("SELECT {UPLOAD_COLUMNS} FROM uploads WHERE file_id = $1");
+        for claim in &mut claimed {
+            if let Some(file_id) = &claim.file_id {
+                // A record that does not read back costs the notification its record, not the
+                // delivery.
+                claim.upload = sqlx::query_as(&upload_sql)
+                    .bind(file_id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .unwrap_or_else(|error| {
+                        tracing::warn!(delivery_id = %claim.id, %error, "cannot read the upload record back");
+                        None
+                    });
+            }
+        }
+        tx.commit().await?;
+        Ok(claimed)
     }
 }
