@@ -15,10 +15,14 @@ use futures_util::FutureExt;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
+use tokio::sync::{mpsc, oneshot, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
+
+/// How long a settlement waits for others to share its commit. Nothing waits on it but the
+/// delivery's status (the try is over, its slot given up), so a longer wait costs nobody.
+const SETTLE_LINGER: Duration = Duration::from_millis(10);
 
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
@@ -102,7 +106,8 @@ impl DeliveryWorker {
             ..RunOutcome::default()
         };
         let results =
-            futures_util::future::join_all(claimed.into_iter().map(|d| self.process(d))).await;
+            futures_util::future::join_all(claimed.into_iter().map(|d| self.process(d, None)))
+                .await;
         for result in results {
             match result? {
                 Some(Settlement::Succeeded) => outcome.succeeded += 1,
@@ -179,13 +184,12 @@ impl DeliveryWorker {
                 };
                 let worker = self.clone();
                 in_flight.spawn(async move {
-                    if let Err(error) = worker.process(delivery).await {
+                    if let Err(error) = worker.process(delivery, Some(slot)).await {
                         tracing::warn!(
                             error = format!("{error:#}"),
                             "cannot settle a delivery; it is retried after its lease"
                         );
                     }
-                    drop(slot);
                 });
             }
         }
@@ -236,7 +240,13 @@ impl DeliveryWorker {
     }
 
     /// One try of one delivery, settled; `None` when the claim was lost meanwhile.
-    async fn process(&self, delivery: ClaimedDelivery) -> anyhow::Result<Option<Settlement>> {
+    /// `slot` (a place among the deliveries in flight) is given up once the try is over: the
+    /// settlement may wait a moment to share its commit, and need not hold up the next try.
+    async fn process(
+        &self,
+        delivery: ClaimedDelivery,
+        slot: Option<OwnedSemaphorePermit>,
+    ) -> anyhow::Result<Option<Settlement>> {
         let inner = &self.inner;
         let notification = Notification::new(
             delivery.event_id,
@@ -266,6 +276,7 @@ impl DeliveryWorker {
             },
             (None, None) => failure("the delivery has no target".to_owned()),
         };
+        drop(slot);
         let attempt = AttemptRecord {
             started_at,
             duration_ms: started.elapsed().as_secs_f64() * 1000.0,
@@ -398,9 +409,8 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_else(|| "(no message)".to_owned())
 }
 
-/// Writes settlements as they come, every one waiting at that moment in one transaction: under
-/// load one commit settles many deliveries, and a lone settlement is written at once. Stops when
-/// every worker handle is gone.
+/// Writes settlements in batches: what arrives within `SETTLE_LINGER` of the first (up to a
+/// batch) shares one transaction. Stops when every worker handle is gone.
 async fn run_settler(
     store: Store,
     clock: Arc<dyn Clock>,
@@ -409,10 +419,11 @@ async fn run_settler(
     const MAX_BATCH: usize = 256;
     while let Some(first) = queue.recv().await {
         let mut batch = vec![first];
+        let until = tokio::time::Instant::now() + SETTLE_LINGER;
         while batch.len() < MAX_BATCH {
-            match queue.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
+            match tokio::time::timeout_at(until, queue.recv()).await {
+                Ok(Some(next)) => batch.push(next),
+                Ok(None) | Err(_) => break,
             }
         }
         let (settles, replies): (Vec<Settle>, Vec<_>) = batch.into_iter().unzip();
