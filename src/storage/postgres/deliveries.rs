@@ -97,13 +97,16 @@ impl DeliveryStore for PgStore {
         limit: i64,
         handlers: &[String],
     ) -> StorageResult<Vec<ClaimedDelivery>> {
-        let claimed: Vec<ClaimRow> = sqlx::query_as(&CLAIM_DUE_SQL)
+        let mut held = self.worker_conns.take().await?;
+        let claimed = sqlx::query_as::<_, ClaimRow>(&CLAIM_DUE_SQL)
             .bind(now)
             .bind(lease.as_secs_f64())
             .bind(limit)
             .bind(handlers)
-            .fetch_all(&self.worker_pool)
-            .await?;
+            .fetch_all(held.conn()?)
+            .await
+            .map_err(Into::into);
+        let claimed = held.settle(claimed)?;
         Ok(claimed.into_iter().map(ClaimRow::into_claim).collect())
     }
 
@@ -114,13 +117,16 @@ impl DeliveryStore for PgStore {
         lease: std::time::Duration,
         handlers: &[String],
     ) -> StorageResult<Vec<ClaimedDelivery>> {
-        let claimed: Vec<ClaimRow> = sqlx::query_as(&CLAIM_OF_EVENTS_SQL)
+        let mut held = self.worker_conns.take().await?;
+        let claimed = sqlx::query_as::<_, ClaimRow>(&CLAIM_OF_EVENTS_SQL)
             .bind(now)
             .bind(lease.as_secs_f64())
             .bind(event_ids)
             .bind(handlers)
-            .fetch_all(&self.worker_pool)
-            .await?;
+            .fetch_all(held.conn()?)
+            .await
+            .map_err(Into::into);
+        let claimed = held.settle(claimed)?;
         Ok(claimed.into_iter().map(ClaimRow::into_claim).collect())
     }
 
@@ -152,7 +158,8 @@ impl DeliveryStore for PgStore {
         // meanwhile (their subscription was) are skipped rather than failing the batch; locking the
         // live rows in id order keeps concurrent batches from deadlocking. A row paused during its
         // try (its subscription was disabled) keeps `paused` unless the try settled it for good.
-        let held: Vec<Uuid> = sqlx::query_scalar(
+        let mut conn = self.worker_conns.take().await?;
+        let settled = sqlx::query_scalar::<_, Uuid>(
             "WITH live AS MATERIALIZED ( \
                SELECT id FROM deliveries WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE), \
              settled AS ( \
@@ -183,8 +190,10 @@ impl DeliveryStore for PgStore {
         .bind(batch.iter().map(|b| b.attempt.started_at).collect::<Vec<_>>())
         .bind(batch.iter().map(|b| b.attempt.duration_ms).collect::<Vec<_>>())
         .bind(batch.iter().map(|b| b.attempt.response_body.as_deref().map(shared::storable)).collect::<Vec<_>>())
-        .fetch_all(&self.worker_pool)
-        .await?;
+        .fetch_all(conn.conn()?)
+        .await
+        .map_err(Into::into);
+        let held = conn.settle(settled)?;
         // Rare (a 410): disabling is a second step; should it fail, the next 410 disables it.
         for (subscription, reason) in shared::gone_subscriptions(batch, &held) {
             if let Err(error) = self.disable_after_gone(subscription, reason, now).await {

@@ -7,7 +7,7 @@ use crate::storage::{upsert, EventFilter, EventStore, IncomingEvent, IngestOutco
 use crate::storage::{StorageError, StorageResult};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, Postgres};
+use sqlx::{Connection, PgConnection, Postgres};
 use std::sync::LazyLock;
 use uuid::Uuid;
 
@@ -71,8 +71,9 @@ static INGEST_DELETED_SQL: LazyLock<String> = LazyLock::new(|| {
 impl EventStore for PgStore {
     #[tracing::instrument(skip_all, fields(event_type = %incoming.event.event_type, dedupe_key = %incoming.event.dedupe_key))]
     async fn ingest(&self, incoming: &IncomingEvent<'_>) -> StorageResult<IngestOutcome> {
-        let mut conn = self.pool.acquire().await?;
-        ingest_on(&mut conn, incoming).await
+        let mut held = self.ingest_conns.take().await?;
+        let result = ingest_on(held.conn()?, incoming).await;
+        held.settle(result)
     }
 
     async fn ingest_all_or_nothing(
@@ -107,23 +108,32 @@ impl PgStore {
         &self,
         batch: &[IncomingEvent<'_>],
     ) -> StorageResult<Vec<IngestOutcome>> {
-        let mut tx = self.pool.begin().await?;
-        if batch::fits(batch) {
-            if let Some(outcomes) = batch::ingest_rows(&mut tx, batch).await? {
-                tx.commit().await?;
-                return Ok(outcomes);
-            }
-            // An event raced a concurrent copy of itself: start over, event by event.
-            tx.rollback().await?;
-            tx = self.pool.begin().await?;
-        }
-        let mut outcomes = Vec::with_capacity(batch.len());
-        for incoming in batch {
-            outcomes.push(ingest_on(&mut tx, incoming).await?);
-        }
-        tx.commit().await?;
-        Ok(outcomes)
+        let mut held = self.ingest_conns.take().await?;
+        let result = ingest_together_on(held.conn()?, batch).await;
+        held.settle(result)
     }
+}
+
+async fn ingest_together_on(
+    conn: &mut PgConnection,
+    batch: &[IncomingEvent<'_>],
+) -> StorageResult<Vec<IngestOutcome>> {
+    let mut tx = conn.begin().await?;
+    if batch::fits(batch) {
+        if let Some(outcomes) = batch::ingest_rows(&mut tx, batch).await? {
+            tx.commit().await?;
+            return Ok(outcomes);
+        }
+        // An event raced a concurrent copy of itself: start over, event by event.
+        tx.rollback().await?;
+        tx = conn.begin().await?;
+    }
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for incoming in batch {
+        outcomes.push(ingest_on(&mut tx, incoming).await?);
+    }
+    tx.commit().await?;
+    Ok(outcomes)
 }
 
 /// Runs the ingest statement for one event on `conn` (in the caller's transaction, if any).

@@ -3,12 +3,14 @@
 mod batch;
 mod deliveries;
 mod events;
+mod held;
 mod subscriptions;
 mod tokens;
 mod uploads;
 
 use super::{LeaderLease, StorageResult, StoreLifecycle};
 use async_trait::async_trait;
+use held::HeldConnections;
 use sha2::{Digest, Sha256};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Connection, PgConnection};
@@ -34,6 +36,10 @@ const WORKER_POOL_SIZE: u32 = 4;
 #[derive(Debug, Clone)]
 pub(super) struct PgStore {
     pool: PgPool,
+    /// The ingest committers' own connections, one each.
+    ingest_conns: Arc<HeldConnections>,
+    /// The delivery worker's claims and settlements, on connections set up like `worker_pool`.
+    worker_conns: Arc<HeldConnections>,
     /// The delivery worker's own connections: claims and settlements commit without waiting for
     /// the disk flush (losing one in a crash only means one more try), and API load cannot starve
     /// the worker of connections, nor the worker the API.
@@ -59,32 +65,48 @@ impl PgStore {
             options.get_port(),
             options.get_database().unwrap_or("")
         );
+        // No ping before each use: it is a round trip per request, and a connection broken
+        // meanwhile (a database restart) fails one request with 503 and is replaced.
         let pool = PgPoolOptions::new()
             .max_connections(pool_size)
             .acquire_timeout(ACQUIRE_TIMEOUT)
+            .test_before_acquire(false)
             .connect_with(options.clone())
             .await?;
+        let ingest_conns = HeldConnections::new(options.clone(), committers(pool_size));
+        let worker_options = options.application_name("vodhook-worker").options([
+            ("synchronous_commit", "off"),
+            // The worker's statements find their rows by key. A plan made while the outbox
+            // was small or its statistics stale (a sequential or bitmap scan) would be
+            // cached long after the outbox has grown, each call then reading the whole
+            // table or every dead entry of the due index.
+            ("enable_seqscan", "off"),
+            ("enable_bitmapscan", "off"),
+            // So keyed, one plan serves every batch size: not planned again per call.
+            ("plan_cache_mode", "force_generic_plan"),
+        ]);
         let worker_pool = PgPoolOptions::new()
             .max_connections(WORKER_POOL_SIZE)
             .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_lazy_with(options.application_name("vodhook-worker").options([
-                ("synchronous_commit", "off"),
-                // The worker's statements find their rows by key. A plan made while the outbox
-                // was small or its statistics stale (a sequential or bitmap scan) would be
-                // cached long after the outbox has grown, each call then reading the whole
-                // table or every dead entry of the due index.
-                ("enable_seqscan", "off"),
-                ("enable_bitmapscan", "off"),
-                // So keyed, one plan serves every batch size: not planned again per call.
-                ("plan_cache_mode", "force_generic_plan"),
-            ]));
+            .test_before_acquire(false)
+            .connect_lazy_with(worker_options.clone());
+        // One for the claims, one for the settlements.
+        let worker_conns = HeldConnections::new(worker_options, 2);
         Ok(PgStore {
             pool,
+            ingest_conns: Arc::new(ingest_conns),
+            worker_conns: Arc::new(worker_conns),
             worker_pool,
             place,
             pool_size,
         })
     }
+}
+
+/// Ingest committers for a pool of `pool_size`. Measured: two beat four and eight (larger
+/// batches, fewer commits competing for the CPU); one leaves the disk idle while a batch is built.
+fn committers(pool_size: u32) -> usize {
+    (pool_size as usize / 4).clamp(1, 2)
 }
 
 #[async_trait]
@@ -96,9 +118,7 @@ impl StoreLifecycle for PgStore {
     /// Batches commit on their own connections; a few in flight keep the disk busy while
     /// others are built, and leave the pool to the API.
     fn concurrent_writers(&self) -> usize {
-        // Measured: two beat four and eight (larger batches, fewer commits competing for the
-        // CPU); one leaves the disk idle while a batch is built.
-        (self.pool_size as usize / 4).clamp(1, 2)
+        committers(self.pool_size)
     }
 
     async fn migrate(&self) -> StorageResult<()> {
@@ -112,6 +132,8 @@ impl StoreLifecycle for PgStore {
     }
 
     async fn close(&self) {
+        self.ingest_conns.close().await;
+        self.worker_conns.close().await;
         self.pool.close().await;
         self.worker_pool.close().await;
     }

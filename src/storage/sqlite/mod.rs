@@ -130,6 +130,7 @@ impl SqliteStore {
             .foreign_keys(true);
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .min_connections(1)
             .idle_timeout(None)
             .max_lifetime(None)
@@ -147,6 +148,8 @@ impl SqliteStore {
         let readers = SqlitePoolOptions::new()
             .max_connections(pool_size.max(1))
             .acquire_timeout(ACQUIRE_TIMEOUT)
+            // A file on this machine: there is no connection to lose between uses.
+            .test_before_acquire(false)
             .connect_lazy_with(options);
         Ok(SqliteStore {
             writer,
