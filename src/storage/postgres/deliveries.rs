@@ -97,17 +97,12 @@ impl DeliveryStore for PgStore {
         limit: i64,
         handlers: &[String],
     ) -> StorageResult<Vec<ClaimedDelivery>> {
-        let mut held = self.worker_conns.take().await?;
-        let claimed = sqlx::query_as::<_, ClaimRow>(&CLAIM_DUE_SQL)
+        let query = sqlx::query_as(&CLAIM_DUE_SQL)
             .bind(now)
             .bind(lease.as_secs_f64())
             .bind(limit)
-            .bind(handlers)
-            .fetch_all(held.conn()?)
-            .await
-            .map_err(Into::into);
-        let claimed = held.settle(claimed)?;
-        Ok(claimed.into_iter().map(ClaimRow::into_claim).collect())
+            .bind(handlers);
+        self.claim(query).await
     }
 
     async fn claim_deliveries_of_events(
@@ -117,17 +112,12 @@ impl DeliveryStore for PgStore {
         lease: std::time::Duration,
         handlers: &[String],
     ) -> StorageResult<Vec<ClaimedDelivery>> {
-        let mut held = self.worker_conns.take().await?;
-        let claimed = sqlx::query_as::<_, ClaimRow>(&CLAIM_OF_EVENTS_SQL)
+        let query = sqlx::query_as(&CLAIM_OF_EVENTS_SQL)
             .bind(now)
             .bind(lease.as_secs_f64())
             .bind(event_ids)
-            .bind(handlers)
-            .fetch_all(held.conn()?)
-            .await
-            .map_err(Into::into);
-        let claimed = held.settle(claimed)?;
-        Ok(claimed.into_iter().map(ClaimRow::into_claim).collect())
+            .bind(handlers);
+        self.claim(query).await
     }
 
     /// Records each attempt and settles each delivery, in one statement for the whole batch
@@ -269,6 +259,17 @@ impl DeliveryStore for PgStore {
 }
 
 impl PgStore {
+    /// Runs a claim statement on the worker's own connection.
+    async fn claim(
+        &self,
+        query: sqlx::query::QueryAs<'_, Postgres, ClaimRow, sqlx::postgres::PgArguments>,
+    ) -> StorageResult<Vec<ClaimedDelivery>> {
+        let mut held = self.worker_conns.take().await?;
+        let claimed = query.fetch_all(held.conn()?).await.map_err(Into::into);
+        let claimed = held.settle(claimed)?;
+        Ok(claimed.into_iter().map(ClaimRow::into_claim).collect())
+    }
+
     async fn disable_after_gone(
         &self,
         subscription: Uuid,
