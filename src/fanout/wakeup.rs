@@ -82,6 +82,11 @@ impl Wakeup {
         queue.drain(..n).collect()
     }
 
+    /// Whether no handed-off event waits.
+    pub(super) fn nothing_handed_off(&self) -> bool {
+        self.handoff_queue().is_empty()
+    }
+
     /// Whether a scan of the due queue was asked for since the last call.
     pub(super) fn take_scan_request(&self) -> bool {
         self.local.scan.swap(false, Ordering::AcqRel)

@@ -134,6 +134,7 @@ impl DeliveryWorker {
         let mut in_flight = JoinSet::new();
         // Deliveries left from before this start are found by a first scan.
         let mut scan = true;
+        let mut last_scan = Instant::now();
         while !shutdown.is_cancelled() {
             while in_flight.try_join_next().is_some() {}
             let free = slots.available_permits();
@@ -144,14 +145,25 @@ impl DeliveryWorker {
                 }
                 continue;
             }
-            let events = wakeup.take_events(free);
             scan |= wakeup.take_scan_request();
+            // Retries, replays and expired leases are found by a scan at least every poll
+            // interval, also while hand-offs keep coming.
+            let backstop = last_scan.elapsed() >= self.inner.settings.poll_interval;
+            let events = match scan || backstop {
+                true => Vec::new(),
+                false => wakeup.take_events(free),
+            };
             let claimed = if !events.is_empty() {
-                self.claim_events(&events).await
-            } else if scan {
-                let claimed = self.claim(free).await;
-                // A full batch may have left more behind.
+                let claimed = self.claim_events(&events, free).await;
+                // Events with more deliveries than free slots leave some due: a scan finds them.
                 scan = claimed.as_ref().is_ok_and(|c| c.len() >= free);
+                claimed
+            } else if scan || backstop {
+                last_scan = Instant::now();
+                let claimed = self.claim(free).await;
+                // A full batch may have left more behind; hand-offs go first meanwhile.
+                scan =
+                    claimed.as_ref().is_ok_and(|c| c.len() >= free) && wakeup.nothing_handed_off();
                 claimed
             } else {
                 tokio::select! {
@@ -210,8 +222,12 @@ impl DeliveryWorker {
         listener.abort();
     }
 
-    /// Claims the deliveries of events this process has just stored.
-    async fn claim_events(&self, events: &[Uuid]) -> anyhow::Result<Vec<ClaimedDelivery>> {
+    /// Claims up to `limit` deliveries of events this process has just stored.
+    async fn claim_events(
+        &self,
+        events: &[Uuid],
+        limit: usize,
+    ) -> anyhow::Result<Vec<ClaimedDelivery>> {
         Ok(self
             .inner
             .store
@@ -219,6 +235,7 @@ impl DeliveryWorker {
                 events,
                 self.inner.clock.now(),
                 self.inner.settings.lease(),
+                i64::try_from(limit)?,
                 &self.inner.handlers.names(),
             )
             .await?)

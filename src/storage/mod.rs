@@ -259,14 +259,16 @@ pub trait DeliveryStore: Send + Sync {
         limit: i64,
         handlers: &[String],
     ) -> StorageResult<Vec<ClaimedDelivery>>;
-    /// Claims, as `claim_due_deliveries` does, the due pending deliveries of the events
-    /// `event_ids` (just stored by this process) for subscriptions and for `handlers`: the hot
-    /// path, by key, with no scan of the due queue. Rows another worker holds are skipped.
+    /// Claims, as `claim_due_deliveries` does, up to `limit` due pending deliveries of the
+    /// events `event_ids` (just stored by this process) for subscriptions and for `handlers`:
+    /// the hot path, by key, with no scan of the due queue. Rows another worker holds are
+    /// skipped; rows beyond the limit stay due, for a scan to find.
     async fn claim_deliveries_of_events(
         &self,
         event_ids: &[Uuid],
         now: DateTime<Utc>,
         lease: std::time::Duration,
+        limit: i64,
         handlers: &[String],
     ) -> StorageResult<Vec<ClaimedDelivery>>;
     /// Records each attempt and settles each delivery, as one commit. A delivery claimed again

@@ -101,6 +101,7 @@ conformance! {
         handler_deliveries_are_claimed_only_for_their_handlers,
         claim_respects_limit_and_takes_due_rows_only,
         claim_by_event_takes_those_events_due_rows_for_this_process_only,
+        claim_by_event_takes_at_most_its_limit_and_leaves_the_rest_due,
         concurrent_claimers_never_share_a_delivery,
     }
     settle {

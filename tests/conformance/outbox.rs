@@ -271,7 +271,7 @@ async fn claim_events(
 ) -> Vec<vodhook::storage::ClaimedDelivery> {
     let handlers: Vec<String> = handlers.iter().map(|h| (*h).to_owned()).collect();
     store
-        .claim_deliveries_of_events(events, at, LEASE, &handlers)
+        .claim_deliveries_of_events(events, at, LEASE, 100, &handlers)
         .await
         .expect("claim_deliveries_of_events")
 }
@@ -351,6 +351,24 @@ pub async fn claim_by_event_takes_those_events_due_rows_for_this_process_only(st
     assert_eq!(due.len(), 1);
     assert_eq!(due[0].id, of_second.id);
     assert_eq!(due[0].attempts, 3);
+}
+
+pub async fn claim_by_event_takes_at_most_its_limit_and_leaves_the_rest_due(store: TestStore) {
+    for _ in 0..3 {
+        subscribe(&store, &[]).await;
+    }
+    let event = ingest_upload(&store, "limited").await;
+    let t = now();
+    let handlers: Vec<String> = Vec::new();
+    let first = store
+        .claim_deliveries_of_events(&[event], t, LEASE, 2, &handlers)
+        .await
+        .expect("claim_deliveries_of_events");
+    assert_eq!(first.len(), 2, "no more than the limit");
+    let rest = claim_events(&store, &[event], t, &[]).await;
+    assert_eq!(rest.len(), 1, "the rest stays due: {rest:?}");
+    let ids: Vec<Uuid> = first.iter().chain(&rest).map(|c| c.id).collect();
+    assert_distinct(&ids);
 }
 
 pub async fn concurrent_claimers_never_share_a_delivery(store: TestStore) {

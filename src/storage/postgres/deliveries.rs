@@ -72,15 +72,15 @@ static CLAIM_DUE_SQL: LazyLock<String> = LazyLock::new(|| {
     ))
 });
 
-/// The deliveries of the events `$3`, found through their event (the hot path). The claimable
-/// test is applied after the lookup, so no stale estimate of the due queue can make Postgres
-/// walk it instead.
+/// The deliveries of the events `$3`, found through their event (the hot path), up to `$5`. The
+/// claimable test is applied after the lookup, so no stale estimate of the due queue can make
+/// Postgres walk it instead.
 static CLAIM_OF_EVENTS_SQL: LazyLock<String> = LazyLock::new(|| {
     claim_sql(&format!(
         "of_events AS MATERIALIZED ( \
            SELECT id, status, next_attempt_at, claimed_until, handler FROM deliveries \
            WHERE event_id = ANY($3) ORDER BY id FOR NO KEY UPDATE SKIP LOCKED), \
-         due AS (SELECT id FROM of_events WHERE {CLAIMABLE})"
+         due AS (SELECT id FROM of_events WHERE {CLAIMABLE} ORDER BY id LIMIT $5)"
     ))
 });
 
@@ -110,13 +110,15 @@ impl DeliveryStore for PgStore {
         event_ids: &[Uuid],
         now: DateTime<Utc>,
         lease: std::time::Duration,
+        limit: i64,
         handlers: &[String],
     ) -> StorageResult<Vec<ClaimedDelivery>> {
         let query = sqlx::query_as(&CLAIM_OF_EVENTS_SQL)
             .bind(now)
             .bind(lease.as_secs_f64())
             .bind(event_ids)
-            .bind(handlers);
+            .bind(handlers)
+            .bind(limit);
         self.claim(query).await
     }
 

@@ -5,54 +5,88 @@
 
 use crate::storage::{StorageError, StorageResult};
 use sqlx::postgres::PgConnectOptions;
-use sqlx::{ConnectOptions, PgConnection};
+use sqlx::{ConnectOptions, Connection, PgConnection};
+use std::time::{Duration, Instant};
 use tokio::sync::{Mutex, MutexGuard};
 
+/// A connection unused for this long is pinged before its next use: a database restart, an
+/// idle-session timeout or a proxy may have closed it meanwhile. Busy connections are not.
+const IDLE_CHECK: Duration = Duration::from_secs(5);
+/// How long opening a connection (or checking an idle one) may take, as for the pools.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// A few connections, each used by one caller at a time, opened on first use and dropped after
-/// any error (so a broken one is replaced on the next call).
+/// any error or an interrupted use (so a broken one is replaced on the next call).
 #[derive(Debug)]
 pub(super) struct HeldConnections {
     options: PgConnectOptions,
-    slots: Vec<Mutex<Option<PgConnection>>>,
+    slots: Vec<Mutex<Slot>>,
+}
+
+#[derive(Debug)]
+struct Slot {
+    conn: Option<PgConnection>,
+    last_used: Instant,
 }
 
 impl HeldConnections {
     pub(super) fn new(options: PgConnectOptions, count: usize) -> HeldConnections {
-        HeldConnections {
-            options,
-            slots: (0..count.max(1)).map(|_| Mutex::new(None)).collect(),
-        }
+        let slots = (0..count.max(1))
+            .map(|_| {
+                Mutex::new(Slot {
+                    conn: None,
+                    last_used: Instant::now(),
+                })
+            })
+            .collect();
+        HeldConnections { options, slots }
     }
 
-    /// A free connection (waiting for one if all are in use), opened if need be.
+    /// A free connection (waiting for one if all are in use), checked if it has been idle and
+    /// opened if need be.
     pub(super) async fn take(&self) -> StorageResult<Held<'_>> {
         let mut slot = match self.slots.iter().find_map(|s| s.try_lock().ok()) {
             Some(free) => free,
             None => self.slots[0].lock().await,
         };
-        if slot.is_none() {
-            *slot = Some(self.options.connect().await?);
+        if slot.last_used.elapsed() >= IDLE_CHECK {
+            if let Some(mut conn) = slot.conn.take() {
+                if let Ok(Ok(())) = tokio::time::timeout(CONNECT_TIMEOUT, conn.ping()).await {
+                    slot.conn = Some(conn);
+                }
+            }
         }
-        Ok(Held { slot })
+        if slot.conn.is_none() {
+            let conn = tokio::time::timeout(CONNECT_TIMEOUT, self.options.connect())
+                .await
+                .map_err(|_| StorageError::Database(sqlx::Error::PoolTimedOut))??;
+            slot.conn = Some(conn);
+        }
+        Ok(Held {
+            slot,
+            settled: false,
+        })
     }
 
     pub(super) async fn close(&self) {
         for slot in &self.slots {
-            if let Some(conn) = slot.lock().await.take() {
-                let _ = sqlx::Connection::close(conn).await;
+            if let Some(conn) = slot.lock().await.conn.take() {
+                let _ = conn.close().await;
             }
         }
     }
 }
 
-/// One of the connections, for one caller.
+/// One of the connections, for one caller; hand the outcome of its use to `settle`.
 pub(super) struct Held<'a> {
-    slot: MutexGuard<'a, Option<PgConnection>>,
+    slot: MutexGuard<'a, Slot>,
+    settled: bool,
 }
 
 impl Held<'_> {
     pub(super) fn conn(&mut self) -> StorageResult<&mut PgConnection> {
         self.slot
+            .conn
             .as_mut()
             .ok_or(StorageError::Database(sqlx::Error::PoolClosed))
     }
@@ -60,9 +94,21 @@ impl Held<'_> {
     /// Passes `result` on; after an error the connection is dropped (the error may have come
     /// from the connection itself), to be opened afresh next time.
     pub(super) fn settle<T>(mut self, result: StorageResult<T>) -> StorageResult<T> {
-        if result.is_err() {
-            *self.slot = None;
+        self.settled = true;
+        match &result {
+            Ok(_) => self.slot.last_used = Instant::now(),
+            Err(_) => self.slot.conn = None,
         }
         result
+    }
+}
+
+impl Drop for Held<'_> {
+    /// A use interrupted midway (its future dropped) may have left a statement or transaction
+    /// half done on the connection: do not hand it out again.
+    fn drop(&mut self) {
+        if !self.settled {
+            self.slot.conn = None;
+        }
     }
 }

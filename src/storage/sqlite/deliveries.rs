@@ -35,6 +35,7 @@ impl DeliveryStore for SqliteStore {
         event_ids: &[Uuid],
         now: DateTime<Utc>,
         lease: std::time::Duration,
+        limit: i64,
         handlers: &[String],
     ) -> StorageResult<Vec<ClaimedDelivery>> {
         if event_ids.is_empty() {
@@ -46,7 +47,8 @@ impl DeliveryStore for SqliteStore {
             for id in event_ids {
                 list.push_bind(*id);
             }
-            query.push(")");
+            query.push(") ORDER BY id LIMIT ");
+            query.push_bind(limit);
         })
         .await
     }
