@@ -185,7 +185,7 @@ impl DeliveryStore for PgStore {
         .fetch_all(conn.conn()?)
         .await
         .map_err(Into::into);
-        let held = conn.settle(settled)?;
+        let held = conn.finish(settled)?;
         // Rare (a 410): disabling is a second step; should it fail, the next 410 disables it.
         for (subscription, reason) in shared::gone_subscriptions(batch, &held) {
             if let Err(error) = self.disable_after_gone(subscription, reason, now).await {
@@ -268,7 +268,7 @@ impl PgStore {
     ) -> StorageResult<Vec<ClaimedDelivery>> {
         let mut held = self.worker_conns.take().await?;
         let claimed = query.fetch_all(held.conn()?).await.map_err(Into::into);
-        let claimed = held.settle(claimed)?;
+        let claimed = held.finish(claimed)?;
         Ok(claimed.into_iter().map(ClaimRow::into_claim).collect())
     }
 

@@ -73,7 +73,7 @@ impl EventStore for PgStore {
     async fn ingest(&self, incoming: &IncomingEvent<'_>) -> StorageResult<IngestOutcome> {
         let mut held = self.ingest_conns.take().await?;
         let result = ingest_on(held.conn()?, incoming).await;
-        held.settle(result)
+        held.finish(result)
     }
 
     async fn ingest_all_or_nothing(
@@ -110,7 +110,7 @@ impl PgStore {
     ) -> StorageResult<Vec<IngestOutcome>> {
         let mut held = self.ingest_conns.take().await?;
         let result = ingest_together_on(held.conn()?, batch).await;
-        held.settle(result)
+        held.finish(result)
     }
 }
 

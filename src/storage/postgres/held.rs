@@ -64,7 +64,7 @@ impl HeldConnections {
         }
         Ok(Held {
             slot,
-            settled: false,
+            finished: false,
         })
     }
 
@@ -77,10 +77,10 @@ impl HeldConnections {
     }
 }
 
-/// One of the connections, for one caller; hand the outcome of its use to `settle`.
+/// One of the connections, for one caller; hand the outcome of its use to `finish`.
 pub(super) struct Held<'a> {
     slot: MutexGuard<'a, Slot>,
-    settled: bool,
+    finished: bool,
 }
 
 impl Held<'_> {
@@ -93,8 +93,8 @@ impl Held<'_> {
 
     /// Passes `result` on; after an error the connection is dropped (the error may have come
     /// from the connection itself), to be opened afresh next time.
-    pub(super) fn settle<T>(mut self, result: StorageResult<T>) -> StorageResult<T> {
-        self.settled = true;
+    pub(super) fn finish<T>(mut self, result: StorageResult<T>) -> StorageResult<T> {
+        self.finished = true;
         match &result {
             Ok(_) => self.slot.last_used = Instant::now(),
             Err(_) => self.slot.conn = None,
@@ -107,7 +107,7 @@ impl Drop for Held<'_> {
     /// A use interrupted midway (its future dropped) may have left a statement or transaction
     /// half done on the connection: do not hand it out again.
     fn drop(&mut self) {
-        if !self.settled {
+        if !self.finished {
             self.slot.conn = None;
         }
     }
