@@ -82,6 +82,21 @@ impl Wakeup {
         queue.drain(..n).collect()
     }
 
+    /// Puts `events` back at the head of the queue (in their order): some of their deliveries
+    /// did not fit in the last claim. Beyond the queue's bound, a scan finds them instead.
+    pub(super) fn hand_back(&self, events: &[Uuid]) {
+        let mut queue = self.handoff_queue();
+        let room = HANDOFF_CAPACITY
+            .saturating_sub(queue.len())
+            .min(events.len());
+        if room < events.len() {
+            self.local.scan.store(true, Ordering::Release);
+        }
+        for event in events[..room].iter().rev() {
+            queue.push_front(*event);
+        }
+    }
+
     /// Whether no handed-off event waits.
     pub(super) fn nothing_handed_off(&self) -> bool {
         self.handoff_queue().is_empty()

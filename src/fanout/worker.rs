@@ -9,7 +9,7 @@ use super::{
 };
 use crate::domain::SigningSecret;
 use crate::metrics::Metrics;
-use crate::storage::{AttemptRecord, ClaimedDelivery, Settle, Settlement, Store};
+use crate::storage::{AttemptRecord, ClaimedDelivery, EventClaims, Settle, Settlement, Store};
 use chrono::{DateTime, Utc};
 use futures_util::FutureExt;
 use std::panic::AssertUnwindSafe;
@@ -23,6 +23,11 @@ use uuid::Uuid;
 /// How long a settlement waits for others to share its commit. Nothing waits on it but the
 /// delivery's status (the try is over, its slot given up), so a longer wait costs nobody.
 const SETTLE_LINGER: Duration = Duration::from_millis(10);
+
+/// While deliveries are in flight, a claim waits this long at most for a quarter of the slots
+/// to come free: one claim statement per few slots rather than one per slot, which under load
+/// costs Postgres more than the deliveries themselves.
+const CLAIM_GATHER: Duration = Duration::from_millis(5);
 
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
@@ -130,21 +135,36 @@ impl DeliveryWorker {
         let (wake, stop) = (remote_wake.clone(), shutdown.clone());
         let listener = tokio::spawn(async move { store.relay_wakeups(wake, stop).await });
         wakeup.attach_worker(true);
-        let slots = Arc::new(Semaphore::new(self.inner.settings.concurrency));
+        let concurrency = self.inner.settings.concurrency;
+        let slots = Arc::new(Semaphore::new(concurrency));
         let mut in_flight = JoinSet::new();
         // Deliveries left from before this start are found by a first scan.
         let mut scan = true;
         let mut last_scan = Instant::now();
+        let mut gathering: Option<tokio::time::Instant> = None;
         while !shutdown.is_cancelled() {
             while in_flight.try_join_next().is_some() {}
             let free = slots.available_permits();
             if free == 0 {
                 tokio::select! {
                     _ = in_flight.join_next() => {}
+                    () = tokio::time::sleep(CLAIM_GATHER) => {}
                     () = shutdown.cancelled() => break,
                 }
                 continue;
             }
+            if free < (concurrency / 4).max(1) {
+                let until =
+                    *gathering.get_or_insert_with(|| tokio::time::Instant::now() + CLAIM_GATHER);
+                if tokio::time::Instant::now() < until {
+                    tokio::select! {
+                        () = tokio::time::sleep_until(until) => {}
+                        () = shutdown.cancelled() => break,
+                    }
+                    continue;
+                }
+            }
+            gathering = None;
             scan |= wakeup.take_scan_request();
             // Retries, replays and expired leases are found by a scan at least every poll
             // interval, also while hand-offs keep coming.
@@ -154,10 +174,13 @@ impl DeliveryWorker {
                 false => wakeup.take_events(free),
             };
             let claimed = if !events.is_empty() {
-                let claimed = self.claim_events(&events, free).await;
-                // Events with more deliveries than free slots leave some due: a scan finds them.
-                scan = claimed.as_ref().is_ok_and(|c| c.len() >= free);
-                claimed
+                self.claim_events(&events, free).await.map(|claims| {
+                    // Events with more deliveries than free slots: the rest go next.
+                    if claims.more_due {
+                        wakeup.hand_back(&events);
+                    }
+                    claims.claimed
+                })
             } else if scan || backstop {
                 last_scan = Instant::now();
                 let claimed = self.claim(free).await;
@@ -223,11 +246,7 @@ impl DeliveryWorker {
     }
 
     /// Claims up to `limit` deliveries of events this process has just stored.
-    async fn claim_events(
-        &self,
-        events: &[Uuid],
-        limit: usize,
-    ) -> anyhow::Result<Vec<ClaimedDelivery>> {
+    async fn claim_events(&self, events: &[Uuid], limit: usize) -> anyhow::Result<EventClaims> {
         Ok(self
             .inner
             .store

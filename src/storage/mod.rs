@@ -12,9 +12,9 @@ mod sqlite;
 mod upsert;
 
 pub use model::{
-    Attempt, AttemptRecord, ClaimedDelivery, Delivery, DeliveryFilter, EventFilter, IncomingEvent,
-    IngestOutcome, ReplayRange, ReplayTarget, RetryRequest, Settle, Settlement, StoredToken,
-    SubscriptionChanges, UploadFilter,
+    Attempt, AttemptRecord, ClaimedDelivery, Delivery, DeliveryFilter, EventClaims, EventFilter,
+    IncomingEvent, IngestOutcome, ReplayRange, ReplayTarget, RetryRequest, Settle, Settlement,
+    StoredToken, SubscriptionChanges, UploadFilter,
 };
 
 use crate::domain::{Page, PageCursor, PageLimit, StoredEvent, Subscription, Upload};
@@ -262,7 +262,7 @@ pub trait DeliveryStore: Send + Sync {
     /// Claims, as `claim_due_deliveries` does, up to `limit` due pending deliveries of the
     /// events `event_ids` (just stored by this process) for subscriptions and for `handlers`:
     /// the hot path, by key, with no scan of the due queue. Rows another worker holds are
-    /// skipped; rows beyond the limit stay due, for a scan to find.
+    /// skipped; rows beyond the limit stay due, and `more_due` says there are some.
     async fn claim_deliveries_of_events(
         &self,
         event_ids: &[Uuid],
@@ -270,7 +270,7 @@ pub trait DeliveryStore: Send + Sync {
         lease: std::time::Duration,
         limit: i64,
         handlers: &[String],
-    ) -> StorageResult<Vec<ClaimedDelivery>>;
+    ) -> StorageResult<EventClaims>;
     /// Records each attempt and settles each delivery, as one commit. A delivery claimed again
     /// since (its attempt count moved on) or deleted only gets its attempt recorded (if it still
     /// exists); a paused one stays paused unless settled for good; `DeadAndDisable` also disables

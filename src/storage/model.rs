@@ -117,6 +117,14 @@ pub struct ClaimedDelivery {
     pub upload: Option<Upload>,
 }
 
+/// What a claim by event took, and whether those events still have claimable deliveries beyond
+/// its limit (so the caller asks again for them rather than scanning the due queue).
+#[derive(Debug, Clone, Default)]
+pub struct EventClaims {
+    pub claimed: Vec<ClaimedDelivery>,
+    pub more_due: bool,
+}
+
 /// What became of one try.
 #[derive(Debug, Clone)]
 pub struct AttemptRecord {

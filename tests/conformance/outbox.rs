@@ -270,10 +270,12 @@ async fn claim_events(
     handlers: &[&str],
 ) -> Vec<vodhook::storage::ClaimedDelivery> {
     let handlers: Vec<String> = handlers.iter().map(|h| (*h).to_owned()).collect();
-    store
+    let claims = store
         .claim_deliveries_of_events(events, at, LEASE, 100, &handlers)
         .await
-        .expect("claim_deliveries_of_events")
+        .expect("claim_deliveries_of_events");
+    assert!(!claims.more_due, "all claimable rows fit in the limit");
+    claims.claimed
 }
 
 pub async fn claim_by_event_takes_those_events_due_rows_for_this_process_only(store: TestStore) {
@@ -364,11 +366,21 @@ pub async fn claim_by_event_takes_at_most_its_limit_and_leaves_the_rest_due(stor
         .claim_deliveries_of_events(&[event], t, LEASE, 2, &handlers)
         .await
         .expect("claim_deliveries_of_events");
-    assert_eq!(first.len(), 2, "no more than the limit");
+    assert_eq!(first.claimed.len(), 2, "no more than the limit");
+    assert!(first.more_due, "one delivery is left over");
     let rest = claim_events(&store, &[event], t, &[]).await;
     assert_eq!(rest.len(), 1, "the rest stays due: {rest:?}");
-    let ids: Vec<Uuid> = first.iter().chain(&rest).map(|c| c.id).collect();
+    let ids: Vec<Uuid> = first.claimed.iter().chain(&rest).map(|c| c.id).collect();
     assert_distinct(&ids);
+
+    // A limit the claimable rows fill exactly leaves nothing over.
+    let exact = ingest_upload(&store, "exact").await;
+    let claims = store
+        .claim_deliveries_of_events(&[exact], t, LEASE, 3, &handlers)
+        .await
+        .expect("claim_deliveries_of_events");
+    assert_eq!(claims.claimed.len(), 3);
+    assert!(!claims.more_due, "nothing is left over");
 }
 
 pub async fn concurrent_claimers_never_share_a_delivery(store: TestStore) {

@@ -5,8 +5,8 @@ use crate::domain::{Page, PageLimit, Upload};
 use crate::storage::common::CommonQueries;
 use crate::storage::shared;
 use crate::storage::{
-    Attempt, ClaimedDelivery, Delivery, DeliveryFilter, DeliveryStore, ReplayRange, ReplayTarget,
-    RetryRequest, Settle, StorageResult,
+    Attempt, ClaimedDelivery, Delivery, DeliveryFilter, DeliveryStore, EventClaims, ReplayRange,
+    ReplayTarget, RetryRequest, Settle, StorageResult,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -15,12 +15,14 @@ use sqlx::Postgres;
 use std::sync::LazyLock;
 use uuid::Uuid;
 
-/// A claim with the upload record of its event's file, read in the same statement as JSON.
+/// A claim with the upload record of its event's file, read in the same statement as JSON, and
+/// how many rows were claimable in all (the claim takes at most its limit of them).
 #[derive(sqlx::FromRow)]
 struct ClaimRow {
     #[sqlx(flatten)]
     claim: ClaimedDelivery,
     upload_json: Option<Json<serde_json::Value>>,
+    claimable: i64,
 }
 
 impl ClaimRow {
@@ -40,9 +42,9 @@ impl ClaimRow {
     }
 }
 
-/// The claim statement: the deliveries `due` picks (a CTE that may use `$3`) get an attempt and
-/// a lease, and come back with their event, target and upload record. `$1` is the worker's clock,
-/// `$2` the lease in seconds, `$4` this process's handlers.
+/// The claim statement: the deliveries `due` picks (a CTE of `id` and `claimable`, which may use
+/// `$3`) get an attempt and a lease, and come back with their event, target and upload record.
+/// `$1` is the worker's clock, `$2` the lease in seconds, `$4` this process's handlers.
 fn claim_sql(due: &str) -> String {
     format!(
         "WITH {due}, \
@@ -50,10 +52,10 @@ fn claim_sql(due: &str) -> String {
            UPDATE deliveries d SET attempts = d.attempts + 1, \
              claimed_until = GREATEST($1, now()) + make_interval(secs => $2), updated_at = $1 \
            FROM due WHERE d.id = due.id \
-           RETURNING d.id, d.attempts, d.max_attempts, d.event_id, d.subscription_id, d.handler) \
+           RETURNING d.id, d.attempts, d.max_attempts, d.event_id, d.subscription_id, d.handler, due.claimable) \
          SELECT c.id, c.attempts, c.max_attempts, c.event_id, e.event_type, e.received_at, e.file_id, e.raw_body, \
                 c.handler, c.subscription_id, s.url, s.secret, s.previous_secret, s.previous_secret_expires_at, \
-                to_jsonb(u) AS upload_json \
+                to_jsonb(u) AS upload_json, c.claimable \
          FROM claimed c JOIN events e ON e.id = c.event_id LEFT JOIN subscriptions s ON s.id = c.subscription_id \
            LEFT JOIN uploads u ON u.file_id = e.file_id"
     )
@@ -67,20 +69,21 @@ const CLAIMABLE: &str = "status = 'pending' AND next_attempt_at <= GREATEST($1, 
 /// The due queue's head, up to `$3` rows, in due order.
 static CLAIM_DUE_SQL: LazyLock<String> = LazyLock::new(|| {
     claim_sql(&format!(
-        "due AS (SELECT id FROM deliveries WHERE {CLAIMABLE} \
+        "due AS (SELECT id, 0::int8 AS claimable FROM deliveries WHERE {CLAIMABLE} \
            ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED)"
     ))
 });
 
-/// The deliveries of the events `$3`, found through their event (the hot path), up to `$5`. The
-/// claimable test is applied after the lookup, so no stale estimate of the due queue can make
-/// Postgres walk it instead.
+/// The deliveries of the events `$3`, found through their event (the hot path), up to `$5`, with
+/// the count of all claimable ones. The claimable test is applied after the lookup, so no stale
+/// estimate of the due queue can make Postgres walk it instead.
 static CLAIM_OF_EVENTS_SQL: LazyLock<String> = LazyLock::new(|| {
     claim_sql(&format!(
         "of_events AS MATERIALIZED ( \
            SELECT id, status, next_attempt_at, claimed_until, handler FROM deliveries \
            WHERE event_id = ANY($3) ORDER BY id FOR NO KEY UPDATE SKIP LOCKED), \
-         due AS (SELECT id FROM of_events WHERE {CLAIMABLE} ORDER BY id LIMIT $5)"
+         due AS (SELECT id, count(*) OVER () AS claimable FROM of_events WHERE {CLAIMABLE} \
+           ORDER BY id LIMIT $5)"
     ))
 });
 
@@ -102,7 +105,8 @@ impl DeliveryStore for PgStore {
             .bind(lease.as_secs_f64())
             .bind(limit)
             .bind(handlers);
-        self.claim(query).await
+        let rows = self.claim(query).await?;
+        Ok(rows.into_iter().map(ClaimRow::into_claim).collect())
     }
 
     async fn claim_deliveries_of_events(
@@ -112,14 +116,20 @@ impl DeliveryStore for PgStore {
         lease: std::time::Duration,
         limit: i64,
         handlers: &[String],
-    ) -> StorageResult<Vec<ClaimedDelivery>> {
+    ) -> StorageResult<EventClaims> {
         let query = sqlx::query_as(&CLAIM_OF_EVENTS_SQL)
             .bind(now)
             .bind(lease.as_secs_f64())
             .bind(event_ids)
             .bind(handlers)
             .bind(limit);
-        self.claim(query).await
+        let rows = self.claim(query).await?;
+        let claimable = rows.iter().map(|r| r.claimable).max().unwrap_or(0);
+        let more_due = usize::try_from(claimable).is_ok_and(|all| all > rows.len());
+        Ok(EventClaims {
+            claimed: rows.into_iter().map(ClaimRow::into_claim).collect(),
+            more_due,
+        })
     }
 
     /// Records each attempt and settles each delivery, in one statement for the whole batch
@@ -265,11 +275,10 @@ impl PgStore {
     async fn claim(
         &self,
         query: sqlx::query::QueryAs<'_, Postgres, ClaimRow, sqlx::postgres::PgArguments>,
-    ) -> StorageResult<Vec<ClaimedDelivery>> {
+    ) -> StorageResult<Vec<ClaimRow>> {
         let mut held = self.worker_conns.take().await?;
         let claimed = query.fetch_all(held.conn()?).await.map_err(Into::into);
-        let claimed = held.finish(claimed)?;
-        Ok(claimed.into_iter().map(ClaimRow::into_claim).collect())
+        held.finish(claimed)
     }
 
     async fn disable_after_gone(

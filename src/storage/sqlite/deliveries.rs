@@ -5,8 +5,8 @@ use crate::domain::{Page, PageLimit};
 use crate::storage::common::CommonQueries;
 use crate::storage::shared::{self, UPLOAD_COLUMNS};
 use crate::storage::{
-    Attempt, ClaimedDelivery, Delivery, DeliveryFilter, DeliveryStore, ReplayRange, ReplayTarget,
-    RetryRequest, Settle, StorageResult,
+    Attempt, ClaimedDelivery, Delivery, DeliveryFilter, DeliveryStore, EventClaims, ReplayRange,
+    ReplayTarget, RetryRequest, Settle, StorageResult,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
@@ -37,20 +37,38 @@ impl DeliveryStore for SqliteStore {
         lease: std::time::Duration,
         limit: i64,
         handlers: &[String],
-    ) -> StorageResult<Vec<ClaimedDelivery>> {
+    ) -> StorageResult<EventClaims> {
         if event_ids.is_empty() {
-            return Ok(Vec::new());
+            return Ok(EventClaims::default());
         }
-        self.claim(now, lease, handlers, |query| {
+        let of_events = |query: &mut QueryBuilder<'_, Sqlite>| {
             query.push("AND event_id IN (");
             let mut list = query.separated(", ");
             for id in event_ids {
                 list.push_bind(*id);
             }
-            query.push(") ORDER BY id LIMIT ");
-            query.push_bind(limit);
-        })
-        .await
+            query.push(") ");
+        };
+        let claimed = self
+            .claim(now, lease, handlers, |query| {
+                of_events(query);
+                query.push("ORDER BY id LIMIT ");
+                query.push_bind(limit);
+            })
+            .await?;
+        // Only a full claim can have left some behind.
+        let more_due = match i64::try_from(claimed.len()).is_ok_and(|n| n >= limit) {
+            true => {
+                let mut query =
+                    QueryBuilder::<Sqlite>::new("SELECT EXISTS (SELECT 1 FROM deliveries WHERE ");
+                push_claimable(&mut query, due_by(now), handlers);
+                of_events(&mut query);
+                query.push(")");
+                query.build_query_scalar().fetch_one(&self.readers).await?
+            }
+            false => false,
+        };
+        Ok(EventClaims { claimed, more_due })
     }
 
     async fn settle_deliveries(
@@ -184,7 +202,7 @@ impl SqliteStore {
         handlers: &[String],
         select: impl FnOnce(&mut QueryBuilder<'_, Sqlite>),
     ) -> StorageResult<Vec<ClaimedDelivery>> {
-        let due_by = micros(now.max(Utc::now()));
+        let due_by = due_by(now);
         let lease_end = due_by + TimeDelta::from_std(lease).unwrap_or(TimeDelta::MAX);
         let mut claim = QueryBuilder::<Sqlite>::new(
             "UPDATE deliveries SET attempts = attempts + 1, claimed_until = ",
@@ -192,13 +210,8 @@ impl SqliteStore {
         claim.push_bind(lease_end);
         claim.push(", updated_at = ");
         claim.push_bind(micros(now));
-        claim.push(" WHERE id IN (SELECT id FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ");
-        claim.push_bind(due_by);
-        claim.push(" AND (claimed_until IS NULL OR claimed_until <= ");
-        claim.push_bind(due_by);
-        claim.push(") AND (handler IS NULL OR handler IN (SELECT value FROM json_each(");
-        claim.push_bind(Json(handlers));
-        claim.push("))) ");
+        claim.push(" WHERE id IN (SELECT id FROM deliveries WHERE ");
+        push_claimable(&mut claim, due_by, handlers);
         select(&mut claim);
         claim.push(") RETURNING id");
         let mut tx = self.write().await?;
@@ -237,4 +250,25 @@ impl SqliteStore {
         tx.commit().await?;
         Ok(claimed)
     }
+}
+
+/// "Due" is by the later of the worker's clock and this machine's, as on Postgres.
+fn due_by(now: DateTime<Utc>) -> DateTime<Utc> {
+    micros(now.max(Utc::now()))
+}
+
+/// The claimable test (pending, due by `due_by`, not leased, for a target of this process) as
+/// the start of a WHERE clause.
+fn push_claimable(
+    query: &mut QueryBuilder<'_, Sqlite>,
+    due_by: DateTime<Utc>,
+    handlers: &[String],
+) {
+    query.push("status = 'pending' AND next_attempt_at <= ");
+    query.push_bind(due_by);
+    query.push(" AND (claimed_until IS NULL OR claimed_until <= ");
+    query.push_bind(due_by);
+    query.push(") AND (handler IS NULL OR handler IN (SELECT value FROM json_each(");
+    query.push_bind(Json(handlers.to_vec()));
+    query.push("))) ");
 }
