@@ -263,6 +263,30 @@ pub async fn deleting_a_subscription_deletes_its_deliveries(store: TestStore) {
     }
 }
 
+pub async fn a_subscription_deleted_during_ingests_leaves_no_delivery_behind(store: TestStore) {
+    let doomed = subscribe(&store, &[]).await;
+    let ingests: Vec<_> = (0..4)
+        .map(|task| {
+            let store: Store = store.store.clone();
+            tokio::spawn(async move {
+                for i in 0..40 {
+                    ingest_upload(&store, &format!("race-{task}-{i}")).await;
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    assert!(store
+        .delete_subscription(doomed.id)
+        .await
+        .expect("delete_subscription"));
+    for ingest in ingests {
+        ingest.await.expect("ingest task");
+    }
+    let left = deliveries(&store, by_subscription(doomed.id)).await;
+    assert!(left.is_empty(), "deliveries of a deleted subscription: {left:?}");
+}
+
 pub async fn rotating_a_secret_keeps_the_previous_one_until_expiry(store: TestStore) {
     let subscription = store
         .create_subscription("https://hooks.example.com/r", &[], None, "whsec_old", now())

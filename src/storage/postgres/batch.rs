@@ -6,6 +6,7 @@
 //! and a batch that races a concurrent copy of one of its events, go event by event.
 
 use super::super::upsert;
+use super::events::SUBSCRIBED;
 use crate::domain::UploadFields;
 use crate::storage::{IncomingEvent, IngestOutcome, StorageResult};
 use chrono::{DateTime, Utc};
@@ -69,11 +70,12 @@ static BATCH_SQL: LazyLock<String> = LazyLock::new(|| {
              UNION ALL SELECT id, received_at, dedupe_key, FALSE FROM repeated) s \
            ON s.dedupe_key = i.dedupe_key), \
          upload AS ({upsert}), \
+         subscribed AS ({SUBSCRIBED}), \
          outbox AS ( \
            INSERT INTO deliveries (id, event_id, subscription_id, handler, status, max_attempts, next_attempt_at, created_at, updated_at) \
            SELECT vodhook_uuid_v7(), e.id, s.id, NULL, 'pending', i.max_attempts, e.received_at, e.received_at, e.received_at \
              FROM inserted e JOIN input i ON i.dedupe_key = e.dedupe_key \
-             JOIN subscriptions s ON s.enabled AND (cardinality(s.event_types) = 0 OR i.event_type = ANY(s.event_types)) \
+             JOIN subscribed s ON cardinality(s.event_types) = 0 OR i.event_type = ANY(s.event_types) \
            UNION ALL \
            SELECT vodhook_uuid_v7(), e.id, NULL, h.name, 'pending', i.max_attempts, e.received_at, e.received_at, e.received_at \
              FROM inserted e JOIN input i ON i.dedupe_key = e.dedupe_key \

@@ -242,10 +242,14 @@ impl DeliveryStore for PgStore {
     ) -> StorageResult<u64> {
         let (subscription_id, handler) = shared::target_columns(target);
         let same_target = "d.event_id = e.id AND d.subscription_id IS NOT DISTINCT FROM $1 AND d.handler IS NOT DISTINCT FROM $2";
+        // The subscription is locked as an ingest locks it (no foreign key guards the rows): a
+        // deletion either waits for this and then deletes these rows, or wins and leaves none.
         let sql = format!(
-            "INSERT INTO deliveries (id, event_id, subscription_id, handler, status, max_attempts, next_attempt_at, created_at, updated_at) \
+            "WITH target AS (SELECT id FROM subscriptions WHERE id = $1 FOR KEY SHARE) \
+             INSERT INTO deliveries (id, event_id, subscription_id, handler, status, max_attempts, next_attempt_at, created_at, updated_at) \
              SELECT vodhook_uuid_v7(), e.id, $1, $2, 'pending', $3, $4, $4, $4 FROM events e \
-             WHERE ($5::timestamptz IS NULL OR e.received_at >= $5) AND ($6::timestamptz IS NULL OR e.received_at < $6) \
+             WHERE ($1::uuid IS NULL OR EXISTS (SELECT 1 FROM target)) \
+               AND ($5::timestamptz IS NULL OR e.received_at >= $5) AND ($6::timestamptz IS NULL OR e.received_at < $6) \
                AND (cardinality($7::text[]) = 0 OR e.event_type = ANY($7)) \
                AND (NOT $8 OR (EXISTS (SELECT 1 FROM deliveries d WHERE {same_target} AND d.status = 'dead') \
                     AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE {same_target} AND d.status <> 'dead')))"

@@ -11,6 +11,12 @@ use sqlx::{Connection, PgConnection, Postgres};
 use std::sync::LazyLock;
 use uuid::Uuid;
 
+/// The enabled subscriptions, for an ingest statement to make outbox rows for. Locked (once per
+/// statement, where a foreign key would look each up once per row) so that deleting one waits
+/// for the statement's commit and then deletes its deliveries too.
+pub(super) const SUBSCRIBED: &str =
+    "SELECT id, event_types FROM subscriptions WHERE enabled FOR KEY SHARE";
+
 /// One statement, so one round trip: the event (or the stored one it repeats), what it changes
 /// in upload records (`records`: statements over the `stored` or `inserted` CTE), and, for a
 /// new event, one outbox row per matching enabled subscription and matching handler. The time
@@ -31,10 +37,11 @@ fn ingest_sql(records: &[String]) -> String {
            WHERE dedupe_key = $2 AND NOT EXISTS (SELECT 1 FROM inserted)), \
          stored AS (SELECT id, received_at FROM inserted UNION ALL SELECT id, received_at FROM repeated), \
          {record}\
+         subscribed AS ({SUBSCRIBED}), \
          outbox AS ( \
            INSERT INTO deliveries (id, event_id, subscription_id, handler, status, max_attempts, next_attempt_at, created_at, updated_at) \
            SELECT vodhook_uuid_v7(), e.id, s.id, NULL, 'pending', $10, e.received_at, e.received_at, e.received_at \
-             FROM inserted e JOIN subscriptions s ON s.enabled AND (cardinality(s.event_types) = 0 OR $3 = ANY(s.event_types)) \
+             FROM inserted e JOIN subscribed s ON cardinality(s.event_types) = 0 OR $3 = ANY(s.event_types) \
            UNION ALL \
            SELECT vodhook_uuid_v7(), e.id, NULL, h, 'pending', $10, e.received_at, e.received_at, e.received_at \
              FROM inserted e CROSS JOIN unnest($9::text[]) AS h) \

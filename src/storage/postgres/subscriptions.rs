@@ -77,8 +77,22 @@ impl SubscriptionStore for PgStore {
         Ok(updated)
     }
 
+    /// Deletes the subscription, then its deliveries (and through them their attempts): no
+    /// foreign key does it on Postgres. The second statement runs after the first has waited out
+    /// the ingests that locked the subscription, so it sees their outbox rows.
     async fn delete_subscription(&self, id: Uuid) -> StorageResult<bool> {
-        Postgres::delete_subscription(&self.pool, id).await
+        let mut tx = self.pool.begin().await?;
+        let deleted: Option<Uuid> =
+            sqlx::query_scalar("DELETE FROM subscriptions WHERE id = $1 RETURNING id")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        sqlx::query("DELETE FROM deliveries WHERE subscription_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(deleted.is_some())
     }
 
     async fn rotate_subscription_secret(
