@@ -16,9 +16,12 @@ use uuid::Uuid;
 /// ingest transaction takes Postgres' global NOTIFY lock.
 const NOTIFY_INTERVAL: Duration = Duration::from_millis(25);
 
-/// Event ids waiting for this process's worker, at most; beyond that the worker is told to scan
-/// the due queue instead, which finds the same deliveries (bounded memory, nothing lost).
-const HANDOFF_CAPACITY: usize = 16_384;
+/// Event ids waiting for this process's worker, at most (4 MiB); beyond that the worker is told
+/// to scan the due queue instead, which finds the same deliveries (bounded memory, nothing lost).
+/// Room for a minute of a burst the subscribers cannot keep up with: a scan walks the due index
+/// from its oldest entry, dead ones included until Postgres vacuums them, and so costs more the
+/// longer the backlog.
+const HANDOFF_CAPACITY: usize = 262_144;
 
 #[derive(Debug, Clone, Default)]
 pub struct Wakeup {
