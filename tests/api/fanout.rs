@@ -744,6 +744,55 @@ async fn secrets_are_encrypted_at_rest_with_a_key() {
 }
 
 #[tokio::test]
+async fn deleting_a_subscription_leaves_none_of_its_rows_in_the_database() {
+    let app = spawn_app().await;
+    let receiver = TestReceiver::start().await;
+    let (id, _) = app.subscribe(&receiver.url, &[]).await;
+    for file in ["1", "2"] {
+        app.callback(new_file_upload(file, None)).await;
+    }
+    receiver.wait_for_accepted(2, WAIT).await;
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&app.db.url)
+        .await
+        .expect("connect");
+    let count = |sql: &'static str| sqlx::query_scalar::<_, i64>(sql);
+    let attempts = "SELECT count(*) FROM delivery_attempts";
+    let deliveries = "SELECT count(*) FROM deliveries";
+    // Settlements are written a moment after the subscriber answers.
+    for _ in 0..100 {
+        if count(attempts).fetch_one(&mut conn).await.expect("count") == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        count(attempts).fetch_one(&mut conn).await.expect("count"),
+        2
+    );
+
+    let (status, _) = app
+        .send_json(Method::DELETE, &format!("/v1/subscriptions/{id}"), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        count(deliveries).fetch_one(&mut conn).await.expect("count"),
+        0
+    );
+    assert_eq!(
+        count(attempts).fetch_one(&mut conn).await.expect("count"),
+        0
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM events")
+            .fetch_one(&mut conn)
+            .await
+            .expect("count"),
+        2,
+        "events stay"
+    );
+}
+
+#[tokio::test]
 async fn subscriptions_are_validated_and_managed() {
     let app = spawn_app().await;
     let post = |body: Value| app.send_json(Method::POST, "/v1/subscriptions", Some(body));

@@ -284,7 +284,10 @@ pub async fn a_subscription_deleted_during_ingests_leaves_no_delivery_behind(sto
         ingest.await.expect("ingest task");
     }
     let left = deliveries(&store, by_subscription(doomed.id)).await;
-    assert!(left.is_empty(), "deliveries of a deleted subscription: {left:?}");
+    assert!(
+        left.is_empty(),
+        "deliveries of a deleted subscription: {left:?}"
+    );
 }
 
 pub async fn rotating_a_secret_keeps_the_previous_one_until_expiry(store: TestStore) {

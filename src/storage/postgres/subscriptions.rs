@@ -77,9 +77,10 @@ impl SubscriptionStore for PgStore {
         Ok(updated)
     }
 
-    /// Deletes the subscription, then its deliveries (and through them their attempts): no
-    /// foreign key does it on Postgres. The second statement runs after the first has waited out
-    /// the ingests that locked the subscription, so it sees their outbox rows.
+    /// Deletes the subscription, then its deliveries, then their attempts: no foreign key does
+    /// it on Postgres. Each statement runs after the one before has waited out the writers that
+    /// locked its rows (ingests lock the subscription, settlements the delivery), and sees what
+    /// they committed.
     async fn delete_subscription(&self, id: Uuid) -> StorageResult<bool> {
         let mut tx = self.pool.begin().await?;
         let deleted: Option<Uuid> =
@@ -87,8 +88,13 @@ impl SubscriptionStore for PgStore {
                 .bind(id)
                 .fetch_optional(&mut *tx)
                 .await?;
-        sqlx::query("DELETE FROM deliveries WHERE subscription_id = $1")
-            .bind(id)
+        let deliveries: Vec<Uuid> =
+            sqlx::query_scalar("DELETE FROM deliveries WHERE subscription_id = $1 RETURNING id")
+                .bind(id)
+                .fetch_all(&mut *tx)
+                .await?;
+        sqlx::query("DELETE FROM delivery_attempts WHERE delivery_id = ANY($1)")
+            .bind(&deliveries)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
