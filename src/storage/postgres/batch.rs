@@ -6,7 +6,7 @@
 //! and a batch that races a concurrent copy of one of its events, go event by event.
 
 use super::super::upsert;
-use super::events::SUBSCRIBED;
+use super::events::subscribed;
 use crate::domain::UploadFields;
 use crate::storage::{IncomingEvent, IngestOutcome, StorageResult};
 use chrono::{DateTime, Utc};
@@ -70,7 +70,7 @@ static BATCH_SQL: LazyLock<String> = LazyLock::new(|| {
              UNION ALL SELECT id, received_at, dedupe_key, FALSE FROM repeated) s \
            ON s.dedupe_key = i.dedupe_key), \
          upload AS ({upsert}), \
-         subscribed AS ({SUBSCRIBED}), \
+         subscribed AS ({subscribed}), \
          outbox AS ( \
            INSERT INTO deliveries (id, event_id, subscription_id, handler, status, max_attempts, next_attempt_at, created_at, updated_at) \
            SELECT vodhook_uuid_v7(), e.id, s.id, NULL, 'pending', i.max_attempts, e.received_at, e.received_at, e.received_at \
@@ -82,6 +82,7 @@ static BATCH_SQL: LazyLock<String> = LazyLock::new(|| {
              JOIN unnest($11::int4[], $12::text[]) AS h(ord, name) ON h.ord = i.ord) \
          SELECT ord, id, fresh FROM stored",
         upsert = upsert::upsert_rows(&upload_rows),
+        subscribed = subscribed("(SELECT array_agg(event_type) FROM input)"),
     )
 });
 

@@ -75,13 +75,16 @@ static CLAIM_DUE_SQL: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// The deliveries of the events `$3`, found through their event (the hot path), up to `$5`, with
-/// the count of all claimable ones. The claimable test is applied after the lookup, so no stale
-/// estimate of the due queue can make Postgres walk it instead.
+/// the count of all claimable ones. Only rows not under lease are locked (events handed back
+/// after a full claim hold rows claimed by it); the rest of the claimable test, on `status`, is
+/// applied after the lookup, so no stale estimate of the due queue (`deliveries_due` is partial on
+/// `status`) can make Postgres walk it instead.
 static CLAIM_OF_EVENTS_SQL: LazyLock<String> = LazyLock::new(|| {
     claim_sql(&format!(
         "of_events AS MATERIALIZED ( \
            SELECT id, status, next_attempt_at, claimed_until, handler FROM deliveries \
-           WHERE event_id = ANY($3) ORDER BY id FOR NO KEY UPDATE SKIP LOCKED), \
+           WHERE event_id = ANY($3) AND (claimed_until IS NULL OR claimed_until <= GREATEST($1, now())) \
+           ORDER BY id FOR NO KEY UPDATE SKIP LOCKED), \
          due AS (SELECT id, count(*) OVER () AS claimable FROM of_events WHERE {CLAIMABLE} \
            ORDER BY id LIMIT $5)"
     ))

@@ -11,11 +11,17 @@ use sqlx::{Connection, PgConnection, Postgres};
 use std::sync::LazyLock;
 use uuid::Uuid;
 
-/// The enabled subscriptions, for an ingest statement to make outbox rows for. Locked (once per
-/// statement, where a foreign key would look each up once per row) so that deleting one waits
-/// for the statement's commit and then deletes its deliveries too.
-pub(super) const SUBSCRIBED: &str =
-    "SELECT id, event_types FROM subscriptions WHERE enabled FOR KEY SHARE";
+/// The enabled subscriptions that want any of the event types `types` (an SQL text array), for
+/// an ingest statement to make outbox rows for. Locked (once per statement, where a foreign key
+/// would look each up once per row) so that deleting one waits for the statement's commit and
+/// then deletes its deliveries too; only those that match, so that ingests of other types never
+/// hold up the deletion of a subscription.
+pub(super) fn subscribed(types: &str) -> String {
+    format!(
+        "SELECT id, event_types FROM subscriptions \
+         WHERE enabled AND (cardinality(event_types) = 0 OR event_types && {types}) FOR KEY SHARE"
+    )
+}
 
 /// One statement, so one round trip: the event (or the stored one it repeats), what it changes
 /// in upload records (`records`: statements over the `stored` or `inserted` CTE), and, for a
@@ -37,7 +43,7 @@ fn ingest_sql(records: &[String]) -> String {
            WHERE dedupe_key = $2 AND NOT EXISTS (SELECT 1 FROM inserted)), \
          stored AS (SELECT id, received_at FROM inserted UNION ALL SELECT id, received_at FROM repeated), \
          {record}\
-         subscribed AS ({SUBSCRIBED}), \
+         subscribed AS ({subscribed}), \
          outbox AS ( \
            INSERT INTO deliveries (id, event_id, subscription_id, handler, status, max_attempts, next_attempt_at, created_at, updated_at) \
            SELECT vodhook_uuid_v7(), e.id, s.id, NULL, 'pending', $10, e.received_at, e.received_at, e.received_at \
@@ -45,7 +51,8 @@ fn ingest_sql(records: &[String]) -> String {
            UNION ALL \
            SELECT vodhook_uuid_v7(), e.id, NULL, h, 'pending', $10, e.received_at, e.received_at, e.received_at \
              FROM inserted e CROSS JOIN unnest($9::text[]) AS h) \
-         SELECT id, TRUE FROM inserted UNION ALL SELECT id, FALSE FROM repeated"
+         SELECT id, TRUE FROM inserted UNION ALL SELECT id, FALSE FROM repeated",
+        subscribed = subscribed("ARRAY[$3::text]"),
     )
 }
 

@@ -80,9 +80,12 @@ impl SubscriptionStore for PgStore {
     /// Deletes the subscription, then its deliveries, then their attempts: no foreign key does
     /// it on Postgres. Each statement runs after the one before has waited out the writers that
     /// locked its rows (ingests lock the subscription, settlements the delivery), and sees what
-    /// they committed.
+    /// they committed (which takes READ COMMITTED, whatever the server's default).
     async fn delete_subscription(&self, id: Uuid) -> StorageResult<bool> {
         let mut tx = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+            .execute(&mut *tx)
+            .await?;
         let deleted: Option<Uuid> =
             sqlx::query_scalar("DELETE FROM subscriptions WHERE id = $1 RETURNING id")
                 .bind(id)
