@@ -140,3 +140,51 @@ impl Wakeup {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(n: usize) -> Vec<Uuid> {
+        (0..n).map(|_| Uuid::now_v7()).collect()
+    }
+
+    #[test]
+    fn handed_off_events_come_out_oldest_first_and_handed_back_ones_first_of_all() {
+        let wakeup = Wakeup::default();
+        wakeup.attach_worker(true);
+        let events = ids(5);
+        wakeup.stored(events.clone());
+        let first = wakeup.take_events(2);
+        assert_eq!(first, events[..2]);
+        wakeup.hand_back(&first);
+        assert_eq!(wakeup.take_events(10), events);
+        assert!(wakeup.nothing_handed_off());
+        assert!(!wakeup.take_scan_request(), "nothing overflowed");
+    }
+
+    #[test]
+    fn beyond_its_bound_the_queue_asks_for_a_scan_instead() {
+        let wakeup = Wakeup::default();
+        wakeup.attach_worker(true);
+        wakeup.stored(ids(HANDOFF_CAPACITY));
+        assert!(!wakeup.take_scan_request());
+        wakeup.stored(ids(1));
+        assert!(wakeup.take_scan_request(), "the overflow is left to a scan");
+        let taken = wakeup.take_events(3);
+        wakeup.stored(ids(3));
+        wakeup.hand_back(&taken);
+        assert!(
+            wakeup.take_scan_request(),
+            "a hand-back that does not fit too"
+        );
+        assert_eq!(wakeup.take_events(usize::MAX).len(), HANDOFF_CAPACITY);
+    }
+
+    #[test]
+    fn without_a_worker_nothing_is_queued() {
+        let wakeup = Wakeup::default();
+        wakeup.stored(ids(3));
+        assert!(wakeup.nothing_handed_off());
+    }
+}
