@@ -90,6 +90,7 @@ conformance! {
         subscription_update_changes_only_given_fields,
         deleting_a_subscription_deletes_its_deliveries,
         a_subscription_deleted_during_ingests_leaves_no_delivery_behind,
+        a_subscription_disabled_during_ingests_leaves_no_pending_delivery,
         rotating_a_secret_keeps_the_previous_one_until_expiry,
         disabling_pauses_and_enabling_resumes_deliveries,
         enabling_makes_backed_off_paused_deliveries_due_now,

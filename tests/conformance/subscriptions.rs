@@ -290,6 +290,38 @@ pub async fn a_subscription_deleted_during_ingests_leaves_no_delivery_behind(sto
     );
 }
 
+pub async fn a_subscription_disabled_during_ingests_leaves_no_pending_delivery(store: TestStore) {
+    let paused = subscribe(&store, &[]).await;
+    let ingests: Vec<_> = (0..4)
+        .map(|task| {
+            let store: Store = store.store.clone();
+            tokio::spawn(async move {
+                for i in 0..40 {
+                    ingest_upload(&store, &format!("pause-{task}-{i}")).await;
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    store
+        .update_subscription(paused.id, &enabled(false), now())
+        .await
+        .expect("update_subscription")
+        .expect("the subscription exists");
+    for ingest in ingests {
+        ingest.await.expect("ingest task");
+    }
+    let pending: Vec<_> = deliveries(&store, by_subscription(paused.id))
+        .await
+        .into_iter()
+        .filter(|d| d.status != "paused")
+        .collect();
+    assert!(
+        pending.is_empty(),
+        "deliveries of a disabled subscription that are not paused: {pending:?}"
+    );
+}
+
 pub async fn rotating_a_secret_keeps_the_previous_one_until_expiry(store: TestStore) {
     let subscription = store
         .create_subscription("https://hooks.example.com/r", &[], None, "whsec_old", now())

@@ -295,6 +295,7 @@ impl PgStore {
         now: DateTime<Utc>,
     ) -> StorageResult<()> {
         let mut tx = self.worker_pool.begin().await?;
+        super::subscriptions::lock_out_ingests(&mut tx, subscription).await?;
         Postgres::disable_subscription(&mut tx, subscription, reason, now).await?;
         tx.commit().await?;
         Ok(())

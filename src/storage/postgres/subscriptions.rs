@@ -7,7 +7,7 @@ use crate::storage::shared::{self, SUBSCRIPTION_COLUMNS};
 use crate::storage::{StorageResult, SubscriptionChanges, SubscriptionStore};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::Postgres;
+use sqlx::{PgConnection, Postgres};
 use uuid::Uuid;
 
 #[async_trait]
@@ -60,6 +60,9 @@ impl SubscriptionStore for PgStore {
         now: DateTime<Utc>,
     ) -> StorageResult<Option<Subscription>> {
         let mut tx = self.pool.begin().await?;
+        if changes.enabled.is_some() {
+            lock_out_ingests(&mut tx, id).await?;
+        }
         let updated: Option<Subscription> = sqlx::query_as(shared::UPDATE_SUBSCRIPTION_SQL)
             .bind(id)
             .bind(&changes.url)
@@ -113,4 +116,20 @@ impl SubscriptionStore for PgStore {
     ) -> StorageResult<bool> {
         Postgres::rotate_subscription_secret(&self.pool, id, new_secret, previous_until, now).await
     }
+}
+
+/// Before pausing or resuming a subscription's deliveries, at the start of `tx`: every delivery
+/// of it must be seen. An ingest holds its matched subscriptions FOR KEY SHARE until it commits,
+/// which a plain UPDATE of the row does not wait for; this lock does, and holds later ingests off
+/// until `tx` ends (they then see the new state). READ COMMITTED lets the statements after it see
+/// what the waited-for ingests committed.
+pub(super) async fn lock_out_ingests(tx: &mut PgConnection, id: Uuid) -> StorageResult<()> {
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("SELECT 1 FROM subscriptions WHERE id = $1 FOR UPDATE")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
 }
