@@ -263,19 +263,28 @@ pub async fn deleting_a_subscription_deletes_its_deliveries(store: TestStore) {
     }
 }
 
-pub async fn a_subscription_deleted_during_ingests_leaves_no_delivery_behind(store: TestStore) {
-    let doomed = subscribe(&store, &[]).await;
-    let ingests: Vec<_> = (0..4)
+/// Four tasks ingesting 40 uploads each, already under way when this returns.
+async fn ingest_concurrently(
+    store: &TestStore,
+    prefix: &'static str,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let ingests = (0..4)
         .map(|task| {
             let store: Store = store.store.clone();
             tokio::spawn(async move {
                 for i in 0..40 {
-                    ingest_upload(&store, &format!("race-{task}-{i}")).await;
+                    ingest_upload(&store, &format!("{prefix}-{task}-{i}")).await;
                 }
             })
         })
         .collect();
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    ingests
+}
+
+pub async fn a_subscription_deleted_during_ingests_leaves_no_delivery_behind(store: TestStore) {
+    let doomed = subscribe(&store, &[]).await;
+    let ingests = ingest_concurrently(&store, "race").await;
     assert!(store
         .delete_subscription(doomed.id)
         .await
@@ -292,17 +301,7 @@ pub async fn a_subscription_deleted_during_ingests_leaves_no_delivery_behind(sto
 
 pub async fn a_subscription_disabled_during_ingests_leaves_no_pending_delivery(store: TestStore) {
     let paused = subscribe(&store, &[]).await;
-    let ingests: Vec<_> = (0..4)
-        .map(|task| {
-            let store: Store = store.store.clone();
-            tokio::spawn(async move {
-                for i in 0..40 {
-                    ingest_upload(&store, &format!("pause-{task}-{i}")).await;
-                }
-            })
-        })
-        .collect();
-    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let ingests = ingest_concurrently(&store, "pause").await;
     store
         .update_subscription(paused.id, &enabled(false), now())
         .await

@@ -83,12 +83,10 @@ impl SubscriptionStore for PgStore {
     /// Deletes the subscription, then its deliveries, then their attempts: no foreign key does
     /// it on Postgres. Each statement runs after the one before has waited out the writers that
     /// locked its rows (ingests lock the subscription, settlements the delivery), and sees what
-    /// they committed (which takes READ COMMITTED, whatever the server's default).
+    /// they committed (see `lock_out_ingests`).
     async fn delete_subscription(&self, id: Uuid) -> StorageResult<bool> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
-            .execute(&mut *tx)
-            .await?;
+        lock_out_ingests(&mut tx, id).await?;
         let deleted: Option<Uuid> =
             sqlx::query_scalar("DELETE FROM subscriptions WHERE id = $1 RETURNING id")
                 .bind(id)
@@ -118,8 +116,8 @@ impl SubscriptionStore for PgStore {
     }
 }
 
-/// Before pausing or resuming a subscription's deliveries, at the start of `tx`: every delivery
-/// of it must be seen. An ingest holds its matched subscriptions FOR KEY SHARE until it commits,
+/// Before pausing, resuming or deleting a subscription's deliveries, at the start of `tx`: every
+/// delivery of it must be seen. An ingest holds its matched subscriptions FOR KEY SHARE until it commits,
 /// which a plain UPDATE of the row does not wait for; this lock does, and holds later ingests off
 /// until `tx` ends (they then see the new state). READ COMMITTED lets the statements after it see
 /// what the waited-for ingests committed.
