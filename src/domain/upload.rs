@@ -7,9 +7,8 @@ use uuid::Uuid;
 
 /// The fields of an upload record that come from VOD, as extracted from a NewFileUpload.
 /// Empty strings from VOD are already `None` here.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UploadFields {
-    #[sqlx(try_from = "String")]
     pub file_id: FileId,
     pub media_url: Option<String>,
     pub source_type: Option<String>,
@@ -23,25 +22,26 @@ pub struct UploadFields {
     pub class_id: Option<i64>,
     pub size_bytes: Option<i64>,
     pub duration_seconds: Option<f64>,
+    #[serde(serialize_with = "super::json_time::serialize_option")]
     pub media_created_at: Option<DateTime<Utc>>,
 }
 
 /// A stored upload record, as the query API serves it: VOD's fields plus vodhook's bookkeeping.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Upload {
     #[serde(flatten)]
-    #[sqlx(flatten)]
     pub fields: UploadFields,
     #[serde(flatten)]
-    #[sqlx(flatten)]
     pub lifecycle: UploadLifecycle,
     pub first_event_id: Uuid,
+    #[serde(serialize_with = "super::json_time::serialize")]
     pub received_at: DateTime<Utc>,
+    #[serde(serialize_with = "super::json_time::serialize")]
     pub updated_at: DateTime<Utc>,
 }
 
 /// What happened to the file after its upload: its task flow's progress, and its deletion.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UploadLifecycle {
     /// `processing`, `finished` or `failed` (see `ProcessingStatus`); `None` before any
     /// ProcedureStateChanged.
@@ -54,8 +54,10 @@ pub struct UploadLifecycle {
     /// The `SessionContext` the task was started with.
     pub session_context: Option<String>,
     /// When the processing state last changed.
+    #[serde(serialize_with = "super::json_time::serialize_option")]
     pub processing_updated_at: Option<DateTime<Utc>>,
     /// When VOD reported the file deleted; the record is kept.
+    #[serde(serialize_with = "super::json_time::serialize_option")]
     pub deleted_at: Option<DateTime<Utc>>,
 }
 

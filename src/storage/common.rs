@@ -270,15 +270,18 @@ where
         paused: bool,
         now: DateTime<Utc>,
     ) -> StorageResult<()> {
+        // The statuses are literals (from a fixed pair), so that a generic plan (Postgres' API
+        // connections use them) still finds the pending rows through the partial index.
         let (from, to) = shared::pause_transition(paused);
-        sqlx::query(
-            "UPDATE deliveries SET status = $3, \
-             next_attempt_at = CASE WHEN $3 = 'pending' THEN $4 ELSE next_attempt_at END, updated_at = $4 \
-             WHERE subscription_id = $1 AND status = $2",
-        )
+        let due = match to {
+            "pending" => "$2",
+            _ => "next_attempt_at",
+        };
+        sqlx::query(&format!(
+            "UPDATE deliveries SET status = '{to}', next_attempt_at = {due}, updated_at = $2 \
+             WHERE subscription_id = $1 AND status = '{from}'"
+        ))
         .bind(subscription_id)
-        .bind(from)
-        .bind(to)
         .bind(now)
         .execute(conn)
         .await?;
@@ -373,13 +376,11 @@ where
     String: Encode<'q, DB> + Type<DB>,
     Uuid: Encode<'q, DB> + Type<DB>,
     DateTime<Utc>: Encode<'q, DB> + Type<DB>,
-    i64: Encode<'q, DB> + Type<DB>,
 {
     params.into_iter().fold(query, |query, param| match param {
         Param::Text(value) => query.bind_value(value),
         Param::Uuid(value) => query.bind_value(value),
         Param::Time(value) => query.bind_value(value),
-        Param::Int(value) => query.bind_value(value),
     })
 }
 

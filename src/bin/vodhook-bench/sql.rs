@@ -477,8 +477,8 @@ fn get_upload_sql() -> String {
 
 /// `list_uploads_query` in src/storage/shared.rs with a source_context filter, as the Postgres
 /// store builds it (`prefix_equality` in src/storage/postgres/uploads.rs): the first page, or a
-/// next page after a cursor.
-fn list_uploads_sql(next_page: bool) -> String {
+/// next page after a cursor, `fetch` rows at most (the limit is a literal, as the API writes it).
+fn list_uploads_sql(next_page: bool, fetch: i64) -> String {
     let filter =
         "SELECT {cols} FROM uploads WHERE TRUE AND left(source_context, 256) = left($1, 256) \
                   AND source_context = $2";
@@ -486,10 +486,10 @@ fn list_uploads_sql(next_page: bool) -> String {
     if next_page {
         format!(
             "{filter} AND (received_at, file_id) < ($3, $4) \
-             ORDER BY received_at DESC, file_id DESC LIMIT $5"
+             ORDER BY received_at DESC, file_id DESC LIMIT {fetch}"
         )
     } else {
-        format!("{filter} ORDER BY received_at DESC, file_id DESC LIMIT $3")
+        format!("{filter} ORDER BY received_at DESC, file_id DESC LIMIT {fetch}")
     }
 }
 
@@ -503,9 +503,9 @@ pub struct ExplainSample {
     pub limit: i64,
 }
 
-/// `EXPLAIN (ANALYZE, BUFFERS)` of the API's upload queries as prepared statements: custom
-/// plans (what the first executions use) and, for the list, the generic plan Postgres may
-/// switch a cached statement to after five executions. (title, plan lines) each.
+/// `EXPLAIN (ANALYZE, BUFFERS)` of the API's upload queries as prepared statements, with the
+/// API connections' settings: generic plans (planned once per connection) and no JIT. The
+/// heaviest user's page also with a custom plan, for comparison. (title, plan lines) each.
 pub async fn explain(
     db_url: &str,
     sample: &ExplainSample,
@@ -538,11 +538,12 @@ pub async fn explain(
 
     sqlx::raw_sql(&format!(
         "PREPARE bench_get(text) AS {}; \
-         PREPARE bench_list(text, text, int8) AS {}; \
-         PREPARE bench_list_next(text, text, timestamptz, text, int8) AS {}",
+         PREPARE bench_list(text, text) AS {}; \
+         PREPARE bench_list_next(text, text, timestamptz, text) AS {}; \
+         SET jit = off",
         get_upload_sql(),
-        list_uploads_sql(false),
-        list_uploads_sql(true),
+        list_uploads_sql(false, fetch),
+        list_uploads_sql(true, fetch),
     ))
     .execute(&mut conn)
     .await?;
@@ -551,35 +552,35 @@ pub async fn explain(
     let mut runs = vec![
         (
             format!("GET /v1/uploads/{{file_id}} (file_id {})", sample.file_id),
-            "force_custom_plan",
+            "force_generic_plan",
             format!("bench_get({})", q(&sample.file_id)),
         ),
         (
             format!(
                 "GET /v1/uploads?source_context (first page, heaviest user: {heavy_uploads} uploads)"
             ),
-            "force_custom_plan",
-            format!("bench_list({heavy}, {heavy}, {fetch})"),
+            "force_generic_plan",
+            format!("bench_list({heavy}, {heavy})"),
         ),
         (
             format!(
                 "GET /v1/uploads?source_context (first page, drawn user: {drawn_uploads} uploads)"
             ),
-            "force_custom_plan",
-            format!("bench_list({drawn}, {drawn}, {fetch})"),
+            "force_generic_plan",
+            format!("bench_list({drawn}, {drawn})"),
         ),
         (
-            "GET /v1/uploads?source_context (first page, heaviest user), generic plan".to_owned(),
-            "force_generic_plan",
-            format!("bench_list({heavy}, {heavy}, {fetch})"),
+            "GET /v1/uploads?source_context (first page, heaviest user), custom plan".to_owned(),
+            "force_custom_plan",
+            format!("bench_list({heavy}, {heavy})"),
         ),
     ];
     if let Some((at, key)) = cursor {
         runs.push((
             "GET /v1/uploads?source_context&cursor (second page, heaviest user)".to_owned(),
-            "force_custom_plan",
+            "force_generic_plan",
             format!(
-                "bench_list_next({heavy}, {heavy}, {}, {}, {fetch})",
+                "bench_list_next({heavy}, {heavy}, {}, {})",
                 q(&at.to_rfc3339()),
                 q(&key)
             ),

@@ -257,6 +257,12 @@ impl DeliveryStore for PgStore {
                AND (NOT $8 OR (EXISTS (SELECT 1 FROM deliveries d WHERE {same_target} AND d.status = 'dead') \
                     AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE {same_target} AND d.status <> 'dead')))"
         );
+        // Its optional conditions (`$5 IS NULL OR ...`) fold away only in a custom plan; the
+        // API's connections plan generically (see `PgStore::open`).
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET LOCAL plan_cache_mode = force_custom_plan")
+            .execute(&mut *tx)
+            .await?;
         let inserted = sqlx::query(&sql)
             .bind(subscription_id)
             .bind(handler)
@@ -266,9 +272,10 @@ impl DeliveryStore for PgStore {
             .bind(range.until)
             .bind(&range.event_types)
             .bind(range.only_failed)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?
             .rows_affected();
+        tx.commit().await?;
         Ok(inserted)
     }
 

@@ -67,11 +67,21 @@ impl PgStore {
         );
         // No ping before each use: it is a round trip per request, and a connection broken
         // meanwhile (a database restart) fails one request with 503 and is replaced.
+        // The API's statements are prepared once per connection and planned once: a custom
+        // plan per call cost about as much as running a page (0.1 ms in EXPLAIN at 10 M
+        // records; README, Performance). Their conditions are keys, with statuses and limits
+        // as literals, so a generic plan picks the same index; replay, whose conditions are
+        // optional, asks for custom plans.
+        // JIT compiling pays off for scans of millions of rows, never for a keyed page, and a
+        // generic plan's cost estimate could otherwise trigger it on every call.
+        let api_options = options
+            .clone()
+            .options([("plan_cache_mode", "force_generic_plan"), ("jit", "off")]);
         let pool = PgPoolOptions::new()
             .max_connections(pool_size)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .test_before_acquire(false)
-            .connect_with(options.clone())
+            .connect_with(api_options)
             .await?;
         let ingest_conns = HeldConnections::new(options.clone(), committers(pool_size));
         let worker_options = options.application_name("vodhook-worker").options([
