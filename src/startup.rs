@@ -139,6 +139,7 @@ impl ApplicationBuilder {
         })
         // Signals are handled in `run_until_stopped`, to stop the worker too.
         .disable_signals()
+        .workers(http_workers())
         .listen(listener)?
         .run();
         tracing::info!(
@@ -276,4 +277,12 @@ pub async fn connect_and_migrate(settings: &Settings, access: Access) -> anyhow:
         })?;
     tracing::info!(store = %store.describe(), "storage ready");
     Ok(store)
+}
+
+/// HTTP worker threads: two per core. Each worker serves its share of the connections on one
+/// thread, so while the database's processes hold a core, all of that worker's requests wait;
+/// with more workers than cores the wait is spread (measured: list page p99 14.3 -> 13.1 ms at
+/// 10 M records, README, Performance).
+fn http_workers() -> usize {
+    std::thread::available_parallelism().map_or(2, |cores| cores.get() * 2)
 }
