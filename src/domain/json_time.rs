@@ -44,6 +44,9 @@ struct Rfc3339 {
 
 impl Rfc3339 {
     fn of(at: &DateTime<Utc>) -> Option<Rfc3339> {
+        // Read off the naive time once: each accessor of a `DateTime` converts it to local
+        // time first.
+        let at = at.naive_utc();
         let year = u32::try_from(at.year()).ok().filter(|y| *y <= 9999)?;
         let nanos = at.nanosecond();
         if nanos >= 1_000_000_000 {

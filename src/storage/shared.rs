@@ -247,7 +247,9 @@ pub(super) fn list_uploads_query(
         }
     }
     if let Some(status) = filter.processing_status {
-        query.equal("processing_status", Param::Text(status.as_str().to_owned()));
+        // A literal (one of three fixed words), so that a cached generic plan still knows how
+        // rare the status is when it picks an index.
+        query.push(&format!(" AND processing_status = '{}'", status.as_str()));
     }
     match filter.deleted {
         Some(true) => query.push(" AND deleted_at IS NOT NULL"),
