@@ -73,8 +73,8 @@ struct Args {
     store: StoreKind,
     /// Concurrency levels (in-flight requests), comma-separated. The Postgres baseline opens
     /// one connection per in-flight insert, but at most 90 (Postgres allows 100 by default and
-    /// vodhook needs ~20), and fewer if the server has fewer free; beyond that, its inserts
-    /// queue for a connection, as vodhook's do for its pool of 16.
+    /// vodhook needs ~16), and fewer if the server has fewer free; beyond that, its inserts
+    /// queue for a connection, as vodhook's callbacks queue for its two group committers.
     #[arg(long, value_delimiter = ',', default_value = "4,64")]
     concurrency: Vec<usize>,
     /// Seconds per measurement.

@@ -90,7 +90,8 @@ const BASELINE_INSERT: &str =
     "INSERT INTO baseline_events (dedupe_key, body) VALUES ($1, $2) ON CONFLICT DO NOTHING";
 
 /// Connections the Postgres baseline opens at most. Postgres allows 100 by default, and vodhook
-/// (16 API + 4 worker connections) and the benchmark's admin connection must fit beside it.
+/// (about 16: 8 for the API, 2 ingest, 2 worker, up to 4 more for the worker) and the
+/// benchmark's admin connection must fit beside it.
 pub const BASELINE_MAX_CONNECTIONS: usize = 90;
 
 /// Free connection slots the baseline leaves on the server: vodhook's worker pool opens its
