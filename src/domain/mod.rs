@@ -3,7 +3,7 @@
 mod api_token;
 mod event;
 mod file_id;
-mod json_time;
+pub(crate) mod json_time;
 mod page;
 mod signing_secret;
 mod subscription;

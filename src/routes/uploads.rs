@@ -55,9 +55,11 @@ pub async fn list_uploads(
     let cursor = list_params::cursor(params.cursor.as_deref())?;
     let page = state
         .store
-        .list_uploads(&filter, cursor.as_ref(), limit)
+        .list_uploads_json(&filter, cursor.as_ref(), limit)
         .await?;
-    Ok(ok_json(&page))
+    Ok(HttpResponse::Ok()
+        .content_type(actix_web::http::header::ContentType::json())
+        .body(page))
 }
 
 fn processing_status(raw: Option<String>) -> Result<Option<ProcessingStatus>, ApiError> {

@@ -8,7 +8,7 @@ use super::shared::{
     self, EqualityClause, EventRow, OpenDeliveries, Param, RetryCandidate, Statement,
 };
 use super::shared::{ATTEMPT_COLUMNS, DELIVERY_COLUMNS, EVENT_COLUMNS, UPLOAD_COLUMNS};
-use super::{StorageError, StorageResult};
+use super::{upload_json, StorageError, StorageResult};
 use crate::domain::{Page, PageCursor, PageLimit, StoredEvent, Upload};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -33,6 +33,13 @@ pub(super) trait CommonQueries: Database {
         limit: PageLimit,
         equality: EqualityClause,
     ) -> StorageResult<Page<Upload>>;
+    async fn list_uploads_json(
+        pool: &Pool<Self>,
+        filter: &UploadFilter,
+        after: Option<&PageCursor>,
+        limit: PageLimit,
+        equality: EqualityClause,
+    ) -> StorageResult<Vec<u8>>;
     async fn create_token(
         pool: &Pool<Self>,
         name: &str,
@@ -107,6 +114,11 @@ where
     for<'r> Vec<u8>: Decode<'r, DB> + Type<DB>,
     for<'r> bool: Decode<'r, DB> + Type<DB>,
     for<'r> Uuid: Decode<'r, DB>,
+    for<'r> &'r str: Decode<'r, DB>,
+    for<'r> i64: Decode<'r, DB>,
+    for<'r> f64: Decode<'r, DB> + Type<DB>,
+    for<'r> DateTime<Utc>: Decode<'r, DB>,
+    for<'r> serde_json::Value: Decode<'r, DB> + Type<DB>,
     for<'r> EventRow: FromRow<'r, DB::Row>,
     for<'r> Upload: FromRow<'r, DB::Row>,
     for<'r> StoredToken: FromRow<'r, DB::Row>,
@@ -164,6 +176,20 @@ where
             .fetch_all(pool)
             .await?;
         Ok(shared::upload_page(rows, limit))
+    }
+
+    async fn list_uploads_json(
+        pool: &Pool<DB>,
+        filter: &UploadFilter,
+        after: Option<&PageCursor>,
+        limit: PageLimit,
+        equality: EqualityClause,
+    ) -> StorageResult<Vec<u8>> {
+        let statement = shared::list_uploads_query(filter, after, limit, equality);
+        let rows = bind_params(sqlx::query(&statement.sql), statement.params)
+            .fetch_all(pool)
+            .await?;
+        Ok(upload_json::page(&rows, limit.get() as usize)?)
     }
 
     async fn create_token(

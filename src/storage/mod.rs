@@ -9,6 +9,7 @@ mod model;
 mod postgres;
 mod shared;
 mod sqlite;
+mod upload_json;
 mod upsert;
 
 pub use model::{
@@ -193,6 +194,14 @@ pub trait UploadStore: Send + Sync {
         after: Option<&PageCursor>,
         limit: PageLimit,
     ) -> StorageResult<Page<Upload>>;
+    /// The same page as `list_uploads`, as the JSON the API answers with, written straight
+    /// from the rows (see `upload_json`).
+    async fn list_uploads_json(
+        &self,
+        filter: &UploadFilter,
+        after: Option<&PageCursor>,
+        limit: PageLimit,
+    ) -> StorageResult<Vec<u8>>;
 }
 
 /// API tokens; only their SHA-256 is kept.

@@ -78,6 +78,7 @@ conformance! {
         deleted_files_stay_queryable_and_filterable,
         processing_status_filters_the_list,
         a_pull_makes_a_record_like_an_upload,
+        the_list_answer_is_the_records_as_json,
     }
     tokens {
         token_names_are_unique_among_active_tokens,

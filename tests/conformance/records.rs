@@ -359,3 +359,51 @@ pub async fn a_pull_makes_a_record_like_an_upload(store: TestStore) {
         .expect("get")
         .is_none());
 }
+
+/// The list answer is written straight from the rows; it must be the very bytes the records
+/// themselves serialise to, page by page, for full records, processed ones (JSON results),
+/// deleted ones and records that only know their task.
+pub async fn the_list_answer_is_the_records_as_json(store: TestStore) {
+    ingest(&store, &upload_body(FILE)).await;
+    ingest(&store, &fixture("v3-procedurestatechanged.json")).await;
+    ingest(&store, &upload_body("5285890784246869931")).await;
+    ingest(&store, &deleted_body("5285890784246869931")).await;
+    ingest(
+        &store,
+        &procedure_body("5285890784246869932", TASK, "PROCESSING", None, None),
+    )
+    .await;
+    ingest(&store, &upload_body("5285890784246869933")).await;
+
+    for size in [1, 2, 500] {
+        let limit = vodhook::domain::PageLimit::parse(Some(size)).expect("limit");
+        let mut cursor: Option<vodhook::domain::PageCursor> = None;
+        let mut pages = 0;
+        loop {
+            let records = store
+                .list_uploads(&UploadFilter::default(), cursor.as_ref(), limit)
+                .await
+                .expect("list");
+            let answer = store
+                .list_uploads_json(&UploadFilter::default(), cursor.as_ref(), limit)
+                .await
+                .expect("list as json");
+            let expected = serde_json::to_string(&records).expect("json");
+            assert_eq!(
+                String::from_utf8(answer).expect("utf-8"),
+                expected,
+                "page {pages} of {size}"
+            );
+            pages += 1;
+            match records.next_cursor {
+                Some(next) => {
+                    cursor = Some(vodhook::domain::PageCursor::decode(&next).expect("cursor"))
+                }
+                None => break,
+            }
+        }
+        assert_eq!(pages, 4_u64.div_ceil(size), "pages of {size}");
+    }
+    let finished = upload(&store, FILE).await;
+    assert!(finished.lifecycle.processing_results.is_some());
+}

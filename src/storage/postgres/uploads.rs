@@ -31,4 +31,13 @@ impl UploadStore for PgStore {
     ) -> StorageResult<Page<Upload>> {
         Postgres::list_uploads(&self.pool, filter, after, limit, prefix_equality).await
     }
+
+    async fn list_uploads_json(
+        &self,
+        filter: &UploadFilter,
+        after: Option<&PageCursor>,
+        limit: PageLimit,
+    ) -> StorageResult<Vec<u8>> {
+        Postgres::list_uploads_json(&self.pool, filter, after, limit, prefix_equality).await
+    }
 }

@@ -26,4 +26,13 @@ impl UploadStore for SqliteStore {
     ) -> StorageResult<Page<Upload>> {
         Sqlite::list_uploads(&self.readers, filter, after, limit, whole_equality).await
     }
+
+    async fn list_uploads_json(
+        &self,
+        filter: &UploadFilter,
+        after: Option<&PageCursor>,
+        limit: PageLimit,
+    ) -> StorageResult<Vec<u8>> {
+        Sqlite::list_uploads_json(&self.readers, filter, after, limit, whole_equality).await
+    }
 }
