@@ -15,8 +15,13 @@ impl FileId {
 
     /// Accepts non-blank text of at most `MAX_LEN` bytes; surrounding whitespace is trimmed.
     pub fn parse(raw: &str) -> Option<FileId> {
+        Self::checked(raw).map(|id| FileId(id.to_owned()))
+    }
+
+    /// What `parse` would keep of `raw`, without allocating: for reading stored text back.
+    pub fn checked(raw: &str) -> Option<&str> {
         let trimmed = raw.trim();
-        (!trimmed.is_empty() && trimmed.len() <= Self::MAX_LEN).then(|| FileId(trimmed.to_owned()))
+        (!trimmed.is_empty() && trimmed.len() <= Self::MAX_LEN).then_some(trimmed)
     }
 
     pub fn as_str(&self) -> &str {

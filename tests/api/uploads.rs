@@ -18,6 +18,39 @@ async fn unknown_file_id_is_404() {
     assert_eq!(error_code(&body), "upload_not_found");
 }
 
+/// A list page is JSON, and each of its records reads exactly as the record's own endpoint.
+#[tokio::test]
+async fn list_records_read_as_their_own_endpoint() {
+    let app = spawn_app().await;
+    for (file_id, context) in [("11", Some("user-1")), ("12", None), ("13", Some("user-é"))] {
+        assert_eq!(
+            app.callback(new_file_upload(file_id, context)).await.0,
+            StatusCode::OK
+        );
+    }
+    let answer = app
+        .get_with_token("/v1/uploads?limit=2", Some(crate::helpers::API_TOKEN))
+        .await;
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert_eq!(
+        answer.headers()["content-type"].to_str().expect("ascii"),
+        "application/json"
+    );
+    let page: Value = answer.json().await.expect("json");
+    let records = page["data"].as_array().expect("data");
+    assert_eq!(file_ids(records), ["13", "12"]);
+    assert!(page["next_cursor"].is_string(), "{page}");
+    for record in records {
+        let path = format!(
+            "/v1/uploads/{}",
+            record["file_id"].as_str().expect("file_id")
+        );
+        let (status, own) = app.get(&path).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(record, &own);
+    }
+}
+
 #[tokio::test]
 async fn list_is_newest_first_and_filters_combine() {
     let app = spawn_app().await;
