@@ -58,8 +58,19 @@ enum Kind {
     Uuid,
 }
 
-/// `{"data":[...],"next_cursor":...}` for rows fetched one past `limit` (as `into_page` reads them).
-pub(super) fn page<R>(rows: &[R], limit: usize) -> Result<Vec<u8>, sqlx::Error>
+/// A row read as an upload record's columns, by position: what both stores' rows can do.
+pub(super) trait UploadRow {
+    fn text(&self, index: usize) -> Result<Option<&str>, sqlx::Error>;
+    fn required_text(&self, index: usize) -> Result<&str, sqlx::Error>;
+    fn integer(&self, index: usize) -> Result<Option<i64>, sqlx::Error>;
+    fn float(&self, index: usize) -> Result<Option<f64>, sqlx::Error>;
+    fn time(&self, index: usize) -> Result<Option<DateTime<Utc>>, sqlx::Error>;
+    fn required_time(&self, index: usize) -> Result<DateTime<Utc>, sqlx::Error>;
+    fn json(&self, index: usize) -> Result<Option<serde_json::Value>, sqlx::Error>;
+    fn uuid(&self, index: usize) -> Result<Uuid, sqlx::Error>;
+}
+
+impl<R> UploadRow for R
 where
     R: Row,
     usize: ColumnIndex<R>,
@@ -70,12 +81,40 @@ where
     for<'r> DateTime<Utc>: Decode<'r, R::Database> + Type<R::Database>,
     for<'r> serde_json::Value: Decode<'r, R::Database> + Type<R::Database>,
 {
+    fn text(&self, index: usize) -> Result<Option<&str>, sqlx::Error> {
+        self.try_get(index)
+    }
+    fn required_text(&self, index: usize) -> Result<&str, sqlx::Error> {
+        self.try_get(index)
+    }
+    fn integer(&self, index: usize) -> Result<Option<i64>, sqlx::Error> {
+        self.try_get(index)
+    }
+    fn float(&self, index: usize) -> Result<Option<f64>, sqlx::Error> {
+        self.try_get(index)
+    }
+    fn time(&self, index: usize) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+        self.try_get(index)
+    }
+    fn required_time(&self, index: usize) -> Result<DateTime<Utc>, sqlx::Error> {
+        self.try_get(index)
+    }
+    fn json(&self, index: usize) -> Result<Option<serde_json::Value>, sqlx::Error> {
+        self.try_get(index)
+    }
+    fn uuid(&self, index: usize) -> Result<Uuid, sqlx::Error> {
+        self.try_get(index)
+    }
+}
+
+/// `{"data":[...],"next_cursor":...}` for rows fetched one past `limit` (as `into_page` reads them).
+pub(super) fn page<R: UploadRow>(rows: &[R], limit: usize) -> Result<Vec<u8>, sqlx::Error> {
     let kept = &rows[..rows.len().min(limit)];
     let next_cursor = match kept.last() {
         Some(last) if rows.len() > limit => Some(
             PageCursor {
-                at: last.try_get::<DateTime<Utc>, _>(RECEIVED_AT)?,
-                key: stored_file_id(last.try_get::<&str, _>(FILE_ID)?)
+                at: last.required_time(RECEIVED_AT)?,
+                key: stored_file_id(last.required_text(FILE_ID)?)
                     .map_err(sqlx::Error::Decode)?
                     .to_owned(),
             }
@@ -99,7 +138,7 @@ fn stored_file_id(raw: &str) -> Result<&str, sqlx::error::BoxDynError> {
 }
 
 #[derive(Serialize)]
-#[serde(bound = "Records<'a, R>: Serialize")]
+#[serde(bound = "R: UploadRow")]
 struct Page<'a, R> {
     data: Records<'a, R>,
     next_cursor: Option<String>,
@@ -107,17 +146,7 @@ struct Page<'a, R> {
 
 struct Records<'a, R>(&'a [R]);
 
-impl<R> Serialize for Records<'_, R>
-where
-    R: Row,
-    usize: ColumnIndex<R>,
-    for<'r> &'r str: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> f64: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> Uuid: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> DateTime<Utc>: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> serde_json::Value: Decode<'r, R::Database> + Type<R::Database>,
-{
+impl<R: UploadRow> Serialize for Records<'_, R> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_seq(self.0.iter().map(Record))
     }
@@ -125,17 +154,7 @@ where
 
 struct Record<'a, R>(&'a R);
 
-impl<R> Serialize for Record<'_, R>
-where
-    R: Row,
-    usize: ColumnIndex<R>,
-    for<'r> &'r str: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> f64: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> Uuid: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> DateTime<Utc>: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> serde_json::Value: Decode<'r, R::Database> + Type<R::Database>,
-{
+impl<R: UploadRow> Serialize for Record<'_, R> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let row = self.0;
         let mut record = serializer.serialize_struct("Upload", COLUMNS.len())?;
@@ -143,38 +162,22 @@ where
             let failed = |error: sqlx::Error| S::Error::custom(format!("column {name}: {error}"));
             match kind {
                 Kind::FileId => {
-                    let raw = row.try_get::<&str, _>(index).map_err(failed)?;
+                    let raw = row.required_text(index).map_err(failed)?;
                     let id = stored_file_id(raw).map_err(S::Error::custom)?;
                     record.serialize_field(name, id)?
                 }
-                Kind::Text => record.serialize_field(
-                    name,
-                    &row.try_get::<Option<&str>, _>(index).map_err(failed)?,
-                )?,
-                Kind::Integer => record.serialize_field(
-                    name,
-                    &row.try_get::<Option<i64>, _>(index).map_err(failed)?,
-                )?,
-                Kind::Float => record.serialize_field(
-                    name,
-                    &row.try_get::<Option<f64>, _>(index).map_err(failed)?,
-                )?,
-                Kind::Uuid => {
-                    record.serialize_field(name, &row.try_get::<Uuid, _>(index).map_err(failed)?)?
+                Kind::Text => record.serialize_field(name, &row.text(index).map_err(failed)?)?,
+                Kind::Integer => {
+                    record.serialize_field(name, &row.integer(index).map_err(failed)?)?
                 }
-                Kind::Json => record.serialize_field(
-                    name,
-                    &row.try_get::<Option<serde_json::Value>, _>(index)
-                        .map_err(failed)?,
-                )?,
+                Kind::Float => record.serialize_field(name, &row.float(index).map_err(failed)?)?,
+                Kind::Uuid => record.serialize_field(name, &row.uuid(index).map_err(failed)?)?,
+                Kind::Json => record.serialize_field(name, &row.json(index).map_err(failed)?)?,
                 Kind::Time => {
-                    let at = row
-                        .try_get::<Option<DateTime<Utc>>, _>(index)
-                        .map_err(failed)?;
-                    record.serialize_field(name, &Time(at))?
+                    record.serialize_field(name, &Time(row.time(index).map_err(failed)?))?
                 }
                 Kind::RequiredTime => {
-                    let at = row.try_get::<DateTime<Utc>, _>(index).map_err(failed)?;
+                    let at = row.required_time(index).map_err(failed)?;
                     record.serialize_field(name, &Time(Some(at)))?
                 }
             }
