@@ -11,6 +11,7 @@ use crate::domain::VodEvent;
 use crate::fanout::{Handlers, Wakeup};
 use crate::storage::{IncomingEvent, IngestOutcome, StorageError, Store};
 use std::sync::Arc;
+use std::time::Instant;
 use tokio::sync::{mpsc, oneshot, Mutex, OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
@@ -158,10 +159,15 @@ async fn commit_batches(
                 }
             }
         }
+        // This process's worker takes the deliveries of as many events as it has room for
+        // already claimed, from the store's answer.
+        let room = wakeup.claim_room();
+        let lease_started = Instant::now();
         // The owned parts move into the batch; the pending events keep only their replies.
         let incoming: Vec<IncomingEvent<'_>> = batch
             .iter_mut()
-            .map(|p| IncomingEvent {
+            .enumerate()
+            .map(|(i, p)| IncomingEvent {
                 event: &p.event,
                 id: Uuid::now_v7(),
                 raw_body: &p.raw,
@@ -169,20 +175,24 @@ async fn commit_batches(
                 client_addr: p.client_addr.take(),
                 handlers: std::mem::take(&mut p.handlers),
                 max_attempts,
+                lease: room.filter(|room| i < room.events).map(|room| room.lease),
             })
             .collect();
         let results = store.ingest_batch(&incoming).await;
         drop(incoming);
-        let mut stored = Vec::new();
-        for (pending, result) in batch.into_iter().zip(results) {
-            if let Ok(outcome) = &result {
-                if !outcome.duplicate {
+        let (mut stored, mut claimed) = (Vec::new(), Vec::new());
+        for (pending, mut result) in batch.into_iter().zip(results) {
+            if let Ok(outcome) = &mut result {
+                if !outcome.claimed.is_empty() {
+                    claimed.append(&mut outcome.claimed);
+                } else if !outcome.duplicate {
                     stored.push(outcome.event_id);
                 }
             }
             // The caller may have gone (its client hung up); the event is stored all the same.
             let _ = pending.reply.send(result);
         }
+        wakeup.claimed(claimed, lease_started);
         if !stored.is_empty() {
             wakeup.stored(stored);
         }

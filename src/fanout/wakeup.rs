@@ -1,13 +1,14 @@
-//! Waking delivery workers. Events this process stores are handed to its own worker by id, to
+//! Waking delivery workers. Events this process stores are handed to its own worker: their
+//! deliveries already claimed, when the store claimed them as it stored them, or else by id, to
 //! be claimed by key rather than found by a scan of the due queue; other processes hear of new
 //! work (a replay, a retry, or events stored where no worker runs) through a coalesced Postgres
 //! NOTIFY.
 
-use crate::storage::Store;
+use crate::storage::{ClaimedDelivery, Store};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -23,6 +24,11 @@ const NOTIFY_INTERVAL: Duration = Duration::from_millis(25);
 /// longer the backlog.
 const HANDOFF_CAPACITY: usize = 262_144;
 
+/// Deliveries claimed at ingest waiting for this process's worker, at most (each holds its
+/// event's body): a few times the worker's concurrency, so that none waits long enough for its
+/// lease to run short. Events stored while it is full have their deliveries stored unclaimed.
+const CLAIMED_CAPACITY: usize = 1024;
+
 #[derive(Debug, Clone, Default)]
 pub struct Wakeup {
     local: Arc<Handoff>,
@@ -37,7 +43,32 @@ struct Handoff {
     scan: AtomicBool,
     /// Whether a worker runs in this process to take handoffs.
     attached: AtomicBool,
+    /// Deliveries claimed as their events were stored, for this process's worker.
+    claimed: Mutex<Claimed>,
     ready: Notify,
+}
+
+#[derive(Debug, Default)]
+struct Claimed {
+    /// The lease the attached worker takes claims for; `None` while no worker is attached.
+    lease: Option<Duration>,
+    queue: VecDeque<LeasedDelivery>,
+}
+
+/// A delivery claimed at ingest, and when its lease ends (by this process's clock, no later than
+/// the database's record of it: the lease was counted from before the statement ran).
+#[derive(Debug)]
+pub(crate) struct LeasedDelivery {
+    pub delivery: ClaimedDelivery,
+    pub lease_ends: Instant,
+}
+
+/// What the ingest may ask the store to claim for this process's worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClaimRoom {
+    pub lease: Duration,
+    /// Events whose deliveries may be claimed.
+    pub events: usize,
 }
 
 impl Wakeup {
@@ -61,6 +92,57 @@ impl Wakeup {
         self.local.ready.notify_one();
     }
 
+    /// How many events' deliveries the ingest may have the store claim for this process's worker
+    /// now, and for how long; `None` when no worker runs here or its queue is full.
+    pub fn claim_room(&self) -> Option<ClaimRoom> {
+        let claimed = self.claimed_queue();
+        let lease = claimed.lease?;
+        let events = CLAIMED_CAPACITY.saturating_sub(claimed.queue.len());
+        (events > 0).then_some(ClaimRoom { lease, events })
+    }
+
+    /// Deliveries the store claimed as it stored their events (with the lease of `claim_room`,
+    /// counted from `lease_started`), for this process's worker. Without a worker (it stopped
+    /// meanwhile) they are dropped: their rows come due again when the lease ends.
+    pub fn claimed(&self, deliveries: Vec<ClaimedDelivery>, lease_started: Instant) {
+        if deliveries.is_empty() {
+            return;
+        }
+        {
+            let mut claimed = self.claimed_queue();
+            let Some(lease) = claimed.lease else {
+                return;
+            };
+            let lease_ends = lease_started + lease;
+            claimed
+                .queue
+                .extend(deliveries.into_iter().map(|delivery| LeasedDelivery {
+                    delivery,
+                    lease_ends,
+                }));
+        }
+        self.local.ready.notify_one();
+    }
+
+    /// Up to `limit` deliveries claimed at ingest, oldest first, that still have `time_needed`
+    /// left on their lease; the others are dropped (their rows come due when the lease ends).
+    pub(super) fn take_claimed(&self, limit: usize, time_needed: Duration) -> Vec<ClaimedDelivery> {
+        let mut claimed = self.claimed_queue();
+        let now = Instant::now();
+        let mut taken = Vec::new();
+        while taken.len() < limit {
+            let Some(next) = claimed.queue.pop_front() else {
+                break;
+            };
+            if next.lease_ends.saturating_duration_since(now) >= time_needed {
+                taken.push(next.delivery);
+            } else {
+                tracing::warn!(delivery_id = %next.delivery.id, "a delivery claimed at ingest waited too long; it is retried when its lease ends");
+            }
+        }
+        taken
+    }
+
     /// Deliveries came due some other way (a replay, a retry request, a resumed subscription):
     /// every worker, here and in other processes, scans the due queue.
     pub fn notify(&self) {
@@ -69,8 +151,18 @@ impl Wakeup {
         self.remote.notify_one();
     }
 
-    /// Called by the worker of this process while it runs (true) and when it stops (false).
-    pub(super) fn attach_worker(&self, attached: bool) {
+    /// Called by the worker of this process as it starts, with the lease it claims for, and
+    /// with `None` when it stops. Deliveries claimed for it and not taken are then dropped: their
+    /// rows come due again when their lease ends.
+    pub(super) fn attach_worker(&self, lease: Option<Duration>) {
+        let attached = lease.is_some();
+        {
+            let mut claimed = self.claimed_queue();
+            claimed.lease = lease;
+            if !attached {
+                claimed.queue.clear();
+            }
+        }
         self.local.attached.store(attached, Ordering::Release);
         if !attached && !self.handoff_queue().is_empty() {
             // Handed-off events nobody here will claim: other processes' scans will.
@@ -123,6 +215,14 @@ impl Wakeup {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
+    fn claimed_queue(&self) -> std::sync::MutexGuard<'_, Claimed> {
+        // Pushes and pops of whole entries: a panic elsewhere cannot leave it half-changed.
+        self.local
+            .claimed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Sends the NOTIFY for other processes until `shutdown`.
     pub async fn forward_to_other_processes(self, store: Store, shutdown: CancellationToken) {
         loop {
@@ -145,6 +245,71 @@ impl Wakeup {
 mod tests {
     use super::*;
 
+    const LEASE: Duration = Duration::from_secs(30);
+
+    fn claim(id: Uuid) -> ClaimedDelivery {
+        ClaimedDelivery {
+            id,
+            attempts: 1,
+            max_attempts: 5,
+            event_id: Uuid::now_v7(),
+            event_type: "NewFileUpload".to_owned(),
+            received_at: chrono::Utc::now(),
+            file_id: None,
+            raw_body: b"{}".to_vec(),
+            handler: Some("audit".to_owned()),
+            subscription_id: None,
+            url: None,
+            secret: None,
+            previous_secret: None,
+            previous_secret_expires_at: None,
+            upload: None,
+        }
+    }
+
+    fn claim_ids(claims: &[ClaimedDelivery]) -> Vec<Uuid> {
+        claims.iter().map(|c| c.id).collect()
+    }
+
+    #[test]
+    fn deliveries_claimed_at_ingest_are_asked_for_only_while_a_worker_has_room() {
+        let wakeup = Wakeup::default();
+        assert_eq!(wakeup.claim_room(), None, "no worker runs here");
+        wakeup.attach_worker(Some(LEASE));
+        let room = wakeup.claim_room().expect("room");
+        assert_eq!((room.lease, room.events), (LEASE, CLAIMED_CAPACITY));
+        let ids = ids(CLAIMED_CAPACITY);
+        wakeup.claimed(ids.iter().map(|id| claim(*id)).collect(), Instant::now());
+        assert_eq!(wakeup.claim_room(), None, "the queue is full");
+        let taken = wakeup.take_claimed(3, Duration::from_secs(1));
+        assert_eq!(claim_ids(&taken), ids[..3], "oldest first");
+        assert_eq!(wakeup.claim_room().map(|room| room.events), Some(3));
+        wakeup.attach_worker(None);
+        assert_eq!(wakeup.claim_room(), None);
+        assert!(
+            wakeup.take_claimed(10, Duration::ZERO).is_empty(),
+            "a stopped worker's claims are dropped, left to their lease"
+        );
+    }
+
+    #[test]
+    fn a_claim_without_enough_lease_left_is_not_handed_to_a_try() {
+        let wakeup = Wakeup::default();
+        wakeup.attach_worker(Some(LEASE));
+        let (stale, fresh) = (Uuid::now_v7(), Uuid::now_v7());
+        let long_ago = Instant::now()
+            .checked_sub(LEASE - Duration::from_secs(2))
+            .expect("a monotonic clock this far back");
+        wakeup.claimed(vec![claim(stale)], long_ago);
+        wakeup.claimed(vec![claim(fresh)], Instant::now());
+        let taken = wakeup.take_claimed(10, Duration::from_secs(5));
+        assert_eq!(
+            claim_ids(&taken),
+            vec![fresh],
+            "2 s left is less than the 5 s needed"
+        );
+    }
+
     fn ids(n: usize) -> Vec<Uuid> {
         (0..n).map(|_| Uuid::now_v7()).collect()
     }
@@ -152,7 +317,7 @@ mod tests {
     #[test]
     fn handed_off_events_come_out_oldest_first_and_handed_back_ones_first_of_all() {
         let wakeup = Wakeup::default();
-        wakeup.attach_worker(true);
+        wakeup.attach_worker(Some(LEASE));
         let events = ids(5);
         wakeup.stored(events.clone());
         let first = wakeup.take_events(2);
@@ -166,7 +331,7 @@ mod tests {
     #[test]
     fn beyond_its_bound_the_queue_asks_for_a_scan_instead() {
         let wakeup = Wakeup::default();
-        wakeup.attach_worker(true);
+        wakeup.attach_worker(Some(LEASE));
         wakeup.stored(ids(HANDOFF_CAPACITY));
         assert!(!wakeup.take_scan_request());
         wakeup.stored(ids(1));

@@ -47,6 +47,12 @@ impl WorkerSettings {
     pub fn lease(&self) -> Duration {
         self.attempt_timeout * 2 + Duration::from_secs(5)
     }
+
+    /// The lease a delivery claimed at ingest must have left when its try starts: the try, and
+    /// its settlement, with a margin for clocks.
+    fn claimed_time_needed(&self) -> Duration {
+        self.attempt_timeout + Duration::from_secs(5)
+    }
 }
 
 /// What one `run_once` did.
@@ -134,7 +140,7 @@ impl DeliveryWorker {
         let store = self.inner.store.clone();
         let (wake, stop) = (remote_wake.clone(), shutdown.clone());
         let listener = tokio::spawn(async move { store.relay_wakeups(wake, stop).await });
-        wakeup.attach_worker(true);
+        wakeup.attach_worker(Some(self.inner.settings.lease()));
         let concurrency = self.inner.settings.concurrency;
         let slots = Arc::new(Semaphore::new(concurrency));
         let mut in_flight = JoinSet::new();
@@ -145,6 +151,15 @@ impl DeliveryWorker {
         while !shutdown.is_cancelled() {
             while in_flight.try_join_next().is_some() {}
             let free = slots.available_permits();
+            // Deliveries claimed at ingest go first, into any free slot: they need no claim
+            // statement, and their lease runs.
+            let claimed_at_ingest =
+                wakeup.take_claimed(free, self.inner.settings.claimed_time_needed());
+            if !claimed_at_ingest.is_empty() {
+                self.spawn_all(claimed_at_ingest, &slots, &mut in_flight)
+                    .await;
+                continue;
+            }
             if free == 0 {
                 tokio::select! {
                     _ = in_flight.join_next() => {}
@@ -213,22 +228,9 @@ impl DeliveryWorker {
                     continue;
                 }
             };
-            for delivery in claimed {
-                let Ok(slot) = slots.clone().acquire_owned().await else {
-                    break;
-                };
-                let worker = self.clone();
-                in_flight.spawn(async move {
-                    if let Err(error) = worker.process(delivery, Some(slot)).await {
-                        tracing::warn!(
-                            error = format!("{error:#}"),
-                            "cannot settle a delivery; it is retried after its lease"
-                        );
-                    }
-                });
-            }
+            self.spawn_all(claimed, &slots, &mut in_flight).await;
         }
-        wakeup.attach_worker(false);
+        wakeup.attach_worker(None);
         let grace = self.inner.settings.shutdown_grace;
         if tokio::time::timeout(grace, async {
             while in_flight.join_next().await.is_some() {}
@@ -243,6 +245,29 @@ impl DeliveryWorker {
             in_flight.abort_all();
         }
         listener.abort();
+    }
+
+    /// Starts a try of each of `claimed`, each in a slot of its own.
+    async fn spawn_all(
+        &self,
+        claimed: Vec<ClaimedDelivery>,
+        slots: &Arc<Semaphore>,
+        in_flight: &mut JoinSet<()>,
+    ) {
+        for delivery in claimed {
+            let Ok(slot) = slots.clone().acquire_owned().await else {
+                break;
+            };
+            let worker = self.clone();
+            in_flight.spawn(async move {
+                if let Err(error) = worker.process(delivery, Some(slot)).await {
+                    tracing::warn!(
+                        error = format!("{error:#}"),
+                        "cannot settle a delivery; it is retried after its lease"
+                    );
+                }
+            });
+        }
     }
 
     /// Claims up to `limit` deliveries of events this process has just stored.

@@ -146,11 +146,13 @@ pub trait EventStore: Send + Sync {
     /// already stored (same dedupe key); returns only after commit. A repeat may still complete
     /// the upload record, and gets no outbox rows.
     async fn ingest(&self, incoming: &IncomingEvent<'_>) -> StorageResult<IngestOutcome>;
-    /// `ingest` for all of `batch` in one transaction, or none of it.
+    /// `ingest` for all of `batch` in one transaction, or none of it (`Err`). An event the
+    /// transaction could not settle, and left to a statement of its own after it, has a result
+    /// of its own (on Postgres: an event that raced a concurrent copy of itself).
     async fn ingest_all_or_nothing(
         &self,
         batch: &[IncomingEvent<'_>],
-    ) -> StorageResult<Vec<IngestOutcome>>;
+    ) -> StorageResult<Vec<StorageResult<IngestOutcome>>>;
     /// `ingest` for several events at once, committed together (group commit: one commit, one
     /// disk flush for all); one result per event, in order. An event that fails (bad data) does
     /// not fail the others: they are then stored one by one.
@@ -158,7 +160,7 @@ pub trait EventStore: Send + Sync {
     async fn ingest_batch(&self, batch: &[IncomingEvent<'_>]) -> Vec<StorageResult<IngestOutcome>> {
         if batch.len() > 1 {
             match self.ingest_all_or_nothing(batch).await {
-                Ok(outcomes) => return outcomes.into_iter().map(Ok).collect(),
+                Ok(outcomes) => return outcomes,
                 Err(error) => tracing::warn!(
                     error = format!("{error:#}"),
                     "a batch failed; storing its events one by one"

@@ -493,6 +493,49 @@ async fn two_workers_on_separate_pools_deliver_a_thousand_events_once() {
     assert_eq!(receiver.received().len(), 1000);
 }
 
+/// Concurrent callbacks are stored in batches, whose deliveries the process's worker gets
+/// already claimed (while it has room) or claims by key: either way each event reaches the
+/// subscriber once, signed, with its upload record as the API serves it, in one try.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_callbacks_are_each_delivered_once_with_their_record() {
+    let app = spawn_app().await;
+    let receiver = TestReceiver::start().await;
+    let (_, secret) = app.subscribe(&receiver.url, &[]).await;
+    let sent = 400;
+    futures_util::stream::iter(0..sent)
+        .map(|i| {
+            let app = &app;
+            async move {
+                let body = new_file_upload(&format!("6{i:05}"), Some(&format!("user-{i}")));
+                let (status, _) = app.callback(body).await;
+                assert_eq!(status, StatusCode::OK);
+            }
+        })
+        .buffer_unordered(48)
+        .collect::<Vec<()>>()
+        .await;
+    let accepted = receiver.wait_for_accepted(sent, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(receiver.received().len(), sent, "none twice, none failed");
+    let mut files = std::collections::HashSet::new();
+    for received in &accepted {
+        verify(&secret, received);
+        let upload = &received.json()["data"]["upload"];
+        let file_id = upload["file_id"].as_str().expect("a record");
+        let (status, record) = app.get(&format!("/v1/uploads/{file_id}")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(upload, &record, "the record as the API serves it");
+        files.insert(file_id.to_owned());
+    }
+    assert_eq!(files.len(), sent, "each event once");
+    let deliveries = app.list_all("/v1/deliveries?status=succeeded", 200).await;
+    assert_eq!(deliveries.len(), sent);
+    assert!(
+        deliveries.iter().all(|d| d["attempt_count"] == 1),
+        "every delivery took one try: {deliveries:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_mid_delivery_is_taken_over_after_its_lease() {
     let (app, clock) = app_on_manual_clock().await;

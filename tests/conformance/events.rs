@@ -152,6 +152,51 @@ pub async fn concurrent_copies_store_one_event(store: TestStore) {
     );
 }
 
+/// Batches racing with a copy of one event (each stored in one go, where the store can) store
+/// it once, their other events all the same, and every copy's outcome names the one event.
+pub async fn concurrent_batches_sharing_an_event_store_it_once(store: TestStore) {
+    for round in 0..4 {
+        let shared = upload_body(&format!("8{round}00"));
+        let tasks: Vec<_> = (0..4)
+            .map(|task| {
+                let store: Store = store.store.clone();
+                let shared = shared.clone();
+                let own = upload_body(&format!("8{round}1{task}"));
+                tokio::spawn(async move {
+                    let events = [parse(&shared), parse(&own)];
+                    let batch = [
+                        incoming(&events[0], &shared, &[]),
+                        incoming(&events[1], &own, &[]),
+                    ];
+                    store.ingest_batch(&batch).await
+                })
+            })
+            .collect();
+        let mut copies = Vec::new();
+        for task in tasks {
+            let outcomes = task.await.expect("task");
+            let [copy, own] = &outcomes[..] else {
+                panic!("two outcomes: {outcomes:?}");
+            };
+            copies.push(copy.as_ref().expect("the copy answered").clone());
+            assert!(!own.as_ref().expect("its own event stored").duplicate);
+        }
+        let new: Vec<_> = copies.iter().filter(|o| !o.duplicate).collect();
+        assert_eq!(new.len(), 1, "exactly one copy is new: {copies:?}");
+        assert!(copies.iter().all(|o| o.event_id == new[0].event_id));
+        let file = format!("8{round}00");
+        let stored = all_events(
+            &store,
+            &EventFilter {
+                file_id: Some(file.clone()),
+                ..EventFilter::default()
+            },
+        )
+        .await;
+        assert_eq!(ids(&stored), vec![new[0].event_id], "one event for {file}");
+    }
+}
+
 pub async fn unknown_event_is_none(store: TestStore) {
     ingest_upload(&store, "14508071098244959037").await;
     let unknown = Uuid::now_v7();

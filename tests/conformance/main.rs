@@ -55,6 +55,7 @@ conformance! {
         repeated_callback_is_a_duplicate_of_the_first,
         v2_and_v3_copies_of_one_upload_are_one_event,
         concurrent_copies_store_one_event,
+        concurrent_batches_sharing_an_event_store_it_once,
         a_batch_reports_each_event_and_isolates_a_failure,
         a_batch_of_distinct_events_is_stored_with_records_and_outbox_rows,
         unknown_event_is_none,
@@ -106,6 +107,7 @@ conformance! {
         claim_by_event_takes_those_events_due_rows_for_this_process_only,
         claim_by_event_takes_at_most_its_limit_and_leaves_the_rest_due,
         concurrent_claimers_never_share_a_delivery,
+        a_batch_can_claim_its_deliveries_as_it_stores_them,
     }
     settle {
         settling_succeeded_completes_the_delivery,

@@ -1,9 +1,9 @@
 //! The outbox: deliveries written with their event, and claims (leases, handlers, limits, races).
 
 use crate::support::{
-    assert_distinct, by_event, claim, claim_of, deleted_body, deliveries, delivery, event, fixture,
-    ingest, ingest_upload, ingest_with, now, secs, settle, subscribe, upload, TestStore, LEASE,
-    MAX_ATTEMPTS,
+    assert_distinct, between, by_event, claim, claim_of, deleted_body, deliveries, delivery, event,
+    fixture, incoming, ingest, ingest_upload, ingest_with, now, parse, secs, settle, subscribe,
+    upload, upload_body, Backend, TestStore, LEASE, MAX_ATTEMPTS,
 };
 use std::collections::HashSet;
 use uuid::Uuid;
@@ -413,4 +413,135 @@ pub async fn concurrent_claimers_never_share_a_delivery(store: TestStore) {
     }
     assert_distinct(&all);
     assert_eq!(all.len(), 30, "every delivery claimed once");
+}
+
+/// A batch stored with a lease comes back with its new events' deliveries already claimed, with
+/// all a worker needs (Postgres; SQLite stores them unclaimed, as without a lease). Events
+/// without a lease, and events whose record the batch did not write, are left to be claimed.
+pub async fn a_batch_can_claim_its_deliveries_as_it_stores_them(store: TestStore) {
+    let subscription = subscribe(&store, &[]).await;
+    let bodies = [
+        upload_body("7001"),
+        upload_body("7002"),
+        // Names a file whose record the batch does not write.
+        fixture("v3-filedeleted.json"),
+        // Names no file.
+        fixture("v3-editmediacomplete.json"),
+    ];
+    let events: Vec<_> = bodies.iter().map(|b| parse(b)).collect();
+    let mut batch: Vec<_> = events
+        .iter()
+        .zip(&bodies)
+        .map(|(event, raw)| incoming(event, raw, &["audit"]))
+        .collect();
+    for i in [0, 2, 3] {
+        batch[i].lease = Some(LEASE);
+    }
+    let before = now();
+    let outcomes: Vec<_> = store
+        .ingest_batch(&batch)
+        .await
+        .into_iter()
+        .map(|o| o.expect("stored"))
+        .collect();
+    let [leased, unleased, no_record, no_file] = &outcomes[..] else {
+        panic!("one outcome per event: {outcomes:?}");
+    };
+    assert!(unleased.claimed.is_empty(), "no lease was asked for");
+    assert!(
+        no_record.claimed.is_empty(),
+        "an event naming a file whose record the batch did not write is left to a claim"
+    );
+    let left_to_claim: Vec<Uuid> = match store.backend {
+        Backend::Postgres => {
+            assert_eq!(leased.claimed.len(), 2, "{:?}", leased.claimed);
+            assert_eq!(no_file.claimed.len(), 2, "{:?}", no_file.claimed);
+            assert!(no_file
+                .claimed
+                .iter()
+                .all(|c| c.upload.is_none() && c.file_id.is_none()));
+            let stored = event(&store, leased.event_id).await;
+            let record = upload(&store, "7001").await;
+            for claim in &leased.claimed {
+                assert_eq!(claim.attempts, 1, "the claim counts as the first attempt");
+                assert_eq!(claim.max_attempts, MAX_ATTEMPTS);
+                assert_eq!(claim.event_id, leased.event_id);
+                assert_eq!(claim.event_type, "NewFileUpload");
+                assert_eq!(claim.received_at, stored.received_at);
+                assert_eq!(claim.file_id.as_deref(), Some("7001"));
+                assert_eq!(claim.raw_body, bodies[0]);
+                assert_eq!(claim.upload.as_ref(), Some(&record), "the record as stored");
+                match (&claim.handler, claim.subscription_id) {
+                    (Some(handler), None) => assert_eq!(handler, "audit"),
+                    (None, Some(id)) => {
+                        assert_eq!(id, subscription.id);
+                        assert_eq!(claim.url.as_deref(), Some(subscription.url.as_str()));
+                        assert!(claim.secret.is_some(), "the signing secret");
+                    }
+                    other => panic!("one target per delivery: {other:?}"),
+                }
+            }
+            vec![unleased.event_id, no_record.event_id]
+        }
+        Backend::Sqlite => {
+            assert!(
+                leased.claimed.is_empty() && no_file.claimed.is_empty(),
+                "SQLite claims nothing at ingest"
+            );
+            vec![
+                leased.event_id,
+                unleased.event_id,
+                no_record.event_id,
+                no_file.event_id,
+            ]
+        }
+    };
+    let claims = claim_events(&store, &left_to_claim, between(before, now()), &["audit"]).await;
+    assert_eq!(claims.len(), 2 * left_to_claim.len(), "{claims:?}");
+    let by_claim = claim_of(&claims, left_to_claim[0], subscription.id);
+    for claim in leased
+        .claimed
+        .iter()
+        .filter(|c| c.subscription_id.is_some())
+    {
+        assert_eq!(
+            (&claim.url, &claim.secret, &claim.previous_secret),
+            (&by_claim.url, &by_claim.secret, &by_claim.previous_secret),
+            "the target as a claim reads it"
+        );
+    }
+    assert!(
+        claim(&store, now(), &["audit"]).await.is_empty(),
+        "every row is under a lease"
+    );
+    if matches!(store.backend, Backend::Postgres) {
+        settle_and_outlive_the_lease(&store, &leased.claimed).await;
+    }
+}
+
+/// Settles one of the deliveries claimed at ingest and leaves the others to their lease, which
+/// holds until it ends.
+async fn settle_and_outlive_the_lease(
+    store: &Store,
+    claimed: &[vodhook::storage::ClaimedDelivery],
+) {
+    let (done, left) = claimed.split_first().expect("a claim");
+    assert!(
+        settle(store, done, Settlement::Succeeded, now()).await,
+        "the claim's fence holds"
+    );
+    assert_eq!(delivery(store, done.id).await.0.status, "succeeded");
+    let after_lease = now() + chrono::Duration::from_std(LEASE).expect("lease") + secs(1);
+    let again = claim(store, after_lease, &["audit"]).await;
+    let ours: HashSet<Uuid> = claimed.iter().map(|c| c.id).collect();
+    let again: Vec<Uuid> = again
+        .iter()
+        .map(|c| c.id)
+        .filter(|id| ours.contains(id))
+        .collect();
+    let left: Vec<Uuid> = left.iter().map(|c| c.id).collect();
+    assert_eq!(
+        again, left,
+        "an unsettled claim comes due when its lease ends, the settled one never"
+    );
 }

@@ -213,6 +213,7 @@ pub fn incoming<'a>(event: &'a VodEvent, raw: &'a [u8], handlers: &[&str]) -> In
         client_addr: Some("203.0.113.7".into()),
         handlers: handlers.iter().map(|h| (*h).to_owned()).collect(),
         max_attempts: MAX_ATTEMPTS,
+        lease: None,
     }
 }
 

@@ -18,7 +18,7 @@ use uuid::Uuid;
 /// hold up the deletion of a subscription.
 pub(super) fn subscribed(types: &str) -> String {
     format!(
-        "SELECT id, event_types FROM subscriptions \
+        "SELECT id, event_types, url, secret, previous_secret, previous_secret_expires_at FROM subscriptions \
          WHERE enabled AND (cardinality(event_types) = 0 OR event_types && {types}) FOR KEY SHARE"
     )
 }
@@ -93,7 +93,7 @@ impl EventStore for PgStore {
     async fn ingest_all_or_nothing(
         &self,
         batch: &[IncomingEvent<'_>],
-    ) -> StorageResult<Vec<IngestOutcome>> {
+    ) -> StorageResult<Vec<StorageResult<IngestOutcome>>> {
         self.ingest_together(batch).await
     }
 
@@ -121,30 +121,38 @@ impl PgStore {
     async fn ingest_together(
         &self,
         batch: &[IncomingEvent<'_>],
-    ) -> StorageResult<Vec<IngestOutcome>> {
+    ) -> StorageResult<Vec<StorageResult<IngestOutcome>>> {
         let mut held = self.ingest_conns.take().await?;
         let result = ingest_together_on(held.conn()?, batch).await;
-        held.finish(result)
+        // An event's own error may have come from the connection too.
+        let healthy = result
+            .as_ref()
+            .is_ok_and(|outcomes| outcomes.iter().all(Result::is_ok));
+        held.finish_as(result, healthy)
     }
 }
 
 async fn ingest_together_on(
     conn: &mut PgConnection,
     batch: &[IncomingEvent<'_>],
-) -> StorageResult<Vec<IngestOutcome>> {
-    let mut tx = conn.begin().await?;
+) -> StorageResult<Vec<StorageResult<IngestOutcome>>> {
     if batch::fits(batch) {
-        if let Some(outcomes) = batch::ingest_rows(&mut tx, batch).await? {
-            tx.commit().await?;
-            return Ok(outcomes);
+        let stored = batch::ingest_rows(conn, batch).await?;
+        // The rest of the batch is committed; an event that raced a concurrent copy of itself
+        // is a repeat of that copy, stored as one now that the copy is visible.
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for (outcome, incoming) in stored.into_iter().zip(batch) {
+            outcomes.push(match outcome {
+                Some(outcome) => Ok(outcome),
+                None => ingest_on(conn, incoming).await,
+            });
         }
-        // An event raced a concurrent copy of itself: start over, event by event.
-        tx.rollback().await?;
-        tx = conn.begin().await?;
+        return Ok(outcomes);
     }
+    let mut tx = conn.begin().await?;
     let mut outcomes = Vec::with_capacity(batch.len());
     for incoming in batch {
-        outcomes.push(ingest_on(&mut tx, incoming).await?);
+        outcomes.push(Ok(ingest_on(&mut tx, incoming).await?));
     }
     tx.commit().await?;
     Ok(outcomes)
@@ -191,6 +199,7 @@ async fn ingest_on(
             return Ok(IngestOutcome {
                 event_id,
                 duplicate: !new,
+                claimed: Vec::new(),
             });
         }
     }

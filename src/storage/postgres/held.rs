@@ -93,11 +93,17 @@ impl Held<'_> {
 
     /// Passes `result` on; after an error the connection is dropped (the error may have come
     /// from the connection itself), to be opened afresh next time.
-    pub(super) fn finish<T>(mut self, result: StorageResult<T>) -> StorageResult<T> {
+    pub(super) fn finish<T>(self, result: StorageResult<T>) -> StorageResult<T> {
+        let healthy = result.is_ok();
+        self.finish_as(result, healthy)
+    }
+
+    /// Passes `result` on; unless `healthy`, the connection is dropped as after an error.
+    pub(super) fn finish_as<T>(mut self, result: T, healthy: bool) -> T {
         self.finished = true;
-        match &result {
-            Ok(_) => self.slot.last_used = Instant::now(),
-            Err(_) => self.slot.conn = None,
+        match healthy {
+            true => self.slot.last_used = Instant::now(),
+            false => self.slot.conn = None,
         }
         result
     }

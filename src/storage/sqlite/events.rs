@@ -59,8 +59,13 @@ impl EventStore for SqliteStore {
     async fn ingest_all_or_nothing(
         &self,
         batch: &[IncomingEvent<'_>],
-    ) -> StorageResult<Vec<IngestOutcome>> {
-        self.ingest_together(batch).await
+    ) -> StorageResult<Vec<StorageResult<IngestOutcome>>> {
+        Ok(self
+            .ingest_together(batch)
+            .await?
+            .into_iter()
+            .map(Ok)
+            .collect())
     }
 
     async fn get_event(&self, id: Uuid) -> StorageResult<Option<StoredEvent>> {
@@ -124,6 +129,7 @@ async fn ingest_on(
         Some(event_id) => IngestOutcome {
             event_id,
             duplicate: false,
+            claimed: Vec::new(),
         },
         None => IngestOutcome {
             event_id: sqlx::query_scalar("SELECT id FROM events WHERE dedupe_key = $1")
@@ -131,6 +137,7 @@ async fn ingest_on(
                 .fetch_one(&mut *conn)
                 .await?,
             duplicate: true,
+            claimed: Vec::new(),
         },
     };
     // An upload's repeat may fill gaps (the v2 and v3 copies carry different fields); a repeat
