@@ -192,7 +192,17 @@ async fn commit_batches(
             // The caller may have gone (its client hung up); the event is stored all the same.
             let _ = pending.reply.send(result);
         }
-        wakeup.claimed(claimed, lease_started);
+        let untaken = wakeup.claimed(claimed, lease_started);
+        if !untaken.is_empty() {
+            // The worker stopped meanwhile: the rows are claimable again at once.
+            let claims: Vec<(Uuid, i32)> = untaken.iter().map(|c| (c.id, c.attempts)).collect();
+            if let Err(error) = store.release_claims(&claims).await {
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    "cannot give back claims no worker took; they come due when their lease ends"
+                );
+            }
+        }
         if !stored.is_empty() {
             wakeup.stored(stored);
         }

@@ -24,11 +24,6 @@ const NOTIFY_INTERVAL: Duration = Duration::from_millis(25);
 /// longer the backlog.
 const HANDOFF_CAPACITY: usize = 262_144;
 
-/// Deliveries claimed at ingest waiting for this process's worker, at most (each holds its
-/// event's body): a few times the worker's concurrency, so that none waits long enough for its
-/// lease to run short. Events stored while it is full have their deliveries stored unclaimed.
-const CLAIMED_CAPACITY: usize = 1024;
-
 #[derive(Debug, Clone, Default)]
 pub struct Wakeup {
     local: Arc<Handoff>,
@@ -50,8 +45,8 @@ struct Handoff {
 
 #[derive(Debug, Default)]
 struct Claimed {
-    /// The lease the attached worker takes claims for; `None` while no worker is attached.
-    lease: Option<Duration>,
+    /// The attached worker's lease and concurrency; `None` while no worker is attached.
+    worker: Option<(Duration, usize)>,
     queue: VecDeque<LeasedDelivery>,
 }
 
@@ -93,25 +88,35 @@ impl Wakeup {
     }
 
     /// How many events' deliveries the ingest may have the store claim for this process's worker
-    /// now, and for how long; `None` when no worker runs here or its queue is full.
+    /// now, and for how long: while the worker keeps up (no handed-off event waits for it), as
+    /// many as it runs at once less those already waiting, so a claim waits for a slot about as
+    /// long as one try takes. `None` when no worker runs here or it has no room.
     pub fn claim_room(&self) -> Option<ClaimRoom> {
+        if !self.nothing_handed_off() {
+            return None;
+        }
         let claimed = self.claimed_queue();
-        let lease = claimed.lease?;
-        let events = CLAIMED_CAPACITY.saturating_sub(claimed.queue.len());
+        let (lease, concurrency) = claimed.worker?;
+        let events = concurrency.saturating_sub(claimed.queue.len());
         (events > 0).then_some(ClaimRoom { lease, events })
     }
 
     /// Deliveries the store claimed as it stored their events (with the lease of `claim_room`,
-    /// counted from `lease_started`), for this process's worker. Without a worker (it stopped
-    /// meanwhile) they are dropped: their rows come due again when the lease ends.
-    pub fn claimed(&self, deliveries: Vec<ClaimedDelivery>, lease_started: Instant) {
+    /// counted from `lease_started`), for this process's worker. Returns those no worker is
+    /// there to take (it stopped meanwhile), for the caller to give back to the store.
+    #[must_use]
+    pub fn claimed(
+        &self,
+        deliveries: Vec<ClaimedDelivery>,
+        lease_started: Instant,
+    ) -> Vec<ClaimedDelivery> {
         if deliveries.is_empty() {
-            return;
+            return deliveries;
         }
         {
             let mut claimed = self.claimed_queue();
-            let Some(lease) = claimed.lease else {
-                return;
+            let Some((lease, _)) = claimed.worker else {
+                return deliveries;
             };
             let lease_ends = lease_started + lease;
             claimed
@@ -122,25 +127,29 @@ impl Wakeup {
                 }));
         }
         self.local.ready.notify_one();
+        Vec::new()
     }
 
     /// Up to `limit` deliveries claimed at ingest, oldest first, that still have `time_needed`
-    /// left on their lease; the others are dropped (their rows come due when the lease ends).
-    pub(super) fn take_claimed(&self, limit: usize, time_needed: Duration) -> Vec<ClaimedDelivery> {
+    /// left on their lease; and, apart, those taken that do not (to be given back untried).
+    pub(super) fn take_claimed(
+        &self,
+        limit: usize,
+        time_needed: Duration,
+    ) -> (Vec<ClaimedDelivery>, Vec<ClaimedDelivery>) {
         let mut claimed = self.claimed_queue();
         let now = Instant::now();
-        let mut taken = Vec::new();
-        while taken.len() < limit {
+        let (mut ready, mut stale) = (Vec::new(), Vec::new());
+        while ready.len() < limit {
             let Some(next) = claimed.queue.pop_front() else {
                 break;
             };
-            if next.lease_ends.saturating_duration_since(now) >= time_needed {
-                taken.push(next.delivery);
-            } else {
-                tracing::warn!(delivery_id = %next.delivery.id, "a delivery claimed at ingest waited too long; it is retried when its lease ends");
+            match next.lease_ends.saturating_duration_since(now) >= time_needed {
+                true => ready.push(next.delivery),
+                false => stale.push(next.delivery),
             }
         }
-        taken
+        (ready, stale)
     }
 
     /// Deliveries came due some other way (a replay, a retry request, a resumed subscription):
@@ -151,23 +160,27 @@ impl Wakeup {
         self.remote.notify_one();
     }
 
-    /// Called by the worker of this process as it starts, with the lease it claims for, and
-    /// with `None` when it stops. Deliveries claimed for it and not taken are then dropped: their
-    /// rows come due again when their lease ends.
-    pub(super) fn attach_worker(&self, lease: Option<Duration>) {
-        let attached = lease.is_some();
-        {
+    /// Called by the worker of this process as it starts, with the lease it claims for and how
+    /// many deliveries it runs at once.
+    pub(super) fn attach_worker(&self, lease: Duration, concurrency: usize) {
+        self.claimed_queue().worker = Some((lease, concurrency));
+        self.local.attached.store(true, Ordering::Release);
+    }
+
+    /// Called by the worker of this process as it stops: returns the deliveries claimed for it
+    /// that it did not take, for it to give back to the store.
+    pub(super) fn detach_worker(&self) -> Vec<ClaimedDelivery> {
+        let left: Vec<ClaimedDelivery> = {
             let mut claimed = self.claimed_queue();
-            claimed.lease = lease;
-            if !attached {
-                claimed.queue.clear();
-            }
-        }
-        self.local.attached.store(attached, Ordering::Release);
-        if !attached && !self.handoff_queue().is_empty() {
+            claimed.worker = None;
+            claimed.queue.drain(..).map(|c| c.delivery).collect()
+        };
+        self.local.attached.store(false, Ordering::Release);
+        if !self.handoff_queue().is_empty() {
             // Handed-off events nobody here will claim: other processes' scans will.
             self.remote.notify_one();
         }
+        left
     }
 
     /// Up to `limit` handed-off event ids, oldest first.
@@ -275,37 +288,59 @@ mod tests {
     fn deliveries_claimed_at_ingest_are_asked_for_only_while_a_worker_has_room() {
         let wakeup = Wakeup::default();
         assert_eq!(wakeup.claim_room(), None, "no worker runs here");
-        wakeup.attach_worker(Some(LEASE));
+        wakeup.attach_worker(LEASE, 4);
         let room = wakeup.claim_room().expect("room");
-        assert_eq!((room.lease, room.events), (LEASE, CLAIMED_CAPACITY));
-        let ids = ids(CLAIMED_CAPACITY);
-        wakeup.claimed(ids.iter().map(|id| claim(*id)).collect(), Instant::now());
-        assert_eq!(wakeup.claim_room(), None, "the queue is full");
-        let taken = wakeup.take_claimed(3, Duration::from_secs(1));
-        assert_eq!(claim_ids(&taken), ids[..3], "oldest first");
+        assert_eq!(
+            (room.lease, room.events),
+            (LEASE, 4),
+            "as many as it runs at once"
+        );
+        let ids = ids(4);
+        let refused = wakeup.claimed(ids.iter().map(|id| claim(*id)).collect(), Instant::now());
+        assert!(refused.is_empty());
+        assert_eq!(wakeup.claim_room(), None, "the worker has enough waiting");
+        let (ready, stale) = wakeup.take_claimed(3, Duration::from_secs(1));
+        assert_eq!(claim_ids(&ready), ids[..3], "oldest first");
+        assert!(stale.is_empty());
         assert_eq!(wakeup.claim_room().map(|room| room.events), Some(3));
-        wakeup.attach_worker(None);
+        wakeup.stored(self::ids(1));
+        assert_eq!(
+            wakeup.claim_room(),
+            None,
+            "while handed-off events wait, new ones queue behind them"
+        );
+        assert_eq!(wakeup.take_events(1).len(), 1);
+        assert_eq!(
+            claim_ids(&wakeup.detach_worker()),
+            ids[3..],
+            "left for the store"
+        );
         assert_eq!(wakeup.claim_room(), None);
-        assert!(
-            wakeup.take_claimed(10, Duration::ZERO).is_empty(),
-            "a stopped worker's claims are dropped, left to their lease"
+        let late = vec![claim(Uuid::now_v7())];
+        assert_eq!(
+            wakeup.claimed(late.clone(), Instant::now()),
+            late,
+            "no worker to take them"
         );
     }
 
     #[test]
     fn a_claim_without_enough_lease_left_is_not_handed_to_a_try() {
         let wakeup = Wakeup::default();
-        wakeup.attach_worker(Some(LEASE));
+        wakeup.attach_worker(LEASE, 4);
         let (stale, fresh) = (Uuid::now_v7(), Uuid::now_v7());
         let long_ago = Instant::now()
             .checked_sub(LEASE - Duration::from_secs(2))
             .expect("a monotonic clock this far back");
-        wakeup.claimed(vec![claim(stale)], long_ago);
-        wakeup.claimed(vec![claim(fresh)], Instant::now());
-        let taken = wakeup.take_claimed(10, Duration::from_secs(5));
+        assert!(wakeup.claimed(vec![claim(stale)], long_ago).is_empty());
+        assert!(wakeup
+            .claimed(vec![claim(fresh)], Instant::now())
+            .is_empty());
+        let (ready, untried) = wakeup.take_claimed(10, Duration::from_secs(5));
+        assert_eq!(claim_ids(&ready), vec![fresh]);
         assert_eq!(
-            claim_ids(&taken),
-            vec![fresh],
+            claim_ids(&untried),
+            vec![stale],
             "2 s left is less than the 5 s needed"
         );
     }
@@ -317,7 +352,7 @@ mod tests {
     #[test]
     fn handed_off_events_come_out_oldest_first_and_handed_back_ones_first_of_all() {
         let wakeup = Wakeup::default();
-        wakeup.attach_worker(Some(LEASE));
+        wakeup.attach_worker(LEASE, 4);
         let events = ids(5);
         wakeup.stored(events.clone());
         let first = wakeup.take_events(2);
@@ -331,7 +366,7 @@ mod tests {
     #[test]
     fn beyond_its_bound_the_queue_asks_for_a_scan_instead() {
         let wakeup = Wakeup::default();
-        wakeup.attach_worker(Some(LEASE));
+        wakeup.attach_worker(LEASE, 4);
         wakeup.stored(ids(HANDOFF_CAPACITY));
         assert!(!wakeup.take_scan_request());
         wakeup.stored(ids(1));

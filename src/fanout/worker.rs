@@ -131,16 +131,18 @@ impl DeliveryWorker {
     }
 
     /// Delivers until `shutdown`: keeps up to `concurrency` deliveries in flight. Events this
-    /// process stores are handed over by `wakeup` and claimed by key; the due queue is scanned
-    /// (for retries, replays, other processes' leftovers) on NOTIFY from any process, on a
-    /// local request, and every poll interval as a backstop. On shutdown it stops claiming and
-    /// gives in-flight deliveries the grace period; the rest come due again when their lease ends.
+    /// process stores are handed over by `wakeup`, their deliveries already claimed by the
+    /// ingest statement or else by id, to be claimed by key; the due queue is scanned (for
+    /// retries, replays, other processes' leftovers) on NOTIFY from any process, on a local
+    /// request, and every poll interval as a backstop. On shutdown it stops claiming, gives back
+    /// the claims it has not started, and gives in-flight deliveries the grace period; the rest
+    /// come due again when their lease ends.
     pub async fn run(self, shutdown: CancellationToken, wakeup: Wakeup) {
         let remote_wake = Arc::new(Notify::new());
         let store = self.inner.store.clone();
         let (wake, stop) = (remote_wake.clone(), shutdown.clone());
         let listener = tokio::spawn(async move { store.relay_wakeups(wake, stop).await });
-        wakeup.attach_worker(Some(self.inner.settings.lease()));
+        wakeup.attach_worker(self.inner.settings.lease(), self.inner.settings.concurrency);
         let concurrency = self.inner.settings.concurrency;
         let slots = Arc::new(Semaphore::new(concurrency));
         let mut in_flight = JoinSet::new();
@@ -151,14 +153,20 @@ impl DeliveryWorker {
         while !shutdown.is_cancelled() {
             while in_flight.try_join_next().is_some() {}
             let free = slots.available_permits();
-            // Deliveries claimed at ingest go first, into any free slot: they need no claim
-            // statement, and their lease runs.
-            let claimed_at_ingest =
-                wakeup.take_claimed(free, self.inner.settings.claimed_time_needed());
-            if !claimed_at_ingest.is_empty() {
-                self.spawn_all(claimed_at_ingest, &slots, &mut in_flight)
-                    .await;
-                continue;
+            scan |= wakeup.take_scan_request();
+            // Retries, replays and expired leases are found by a scan at least every poll
+            // interval, also while hand-offs keep coming.
+            let backstop = last_scan.elapsed() >= self.inner.settings.poll_interval;
+            // Deliveries claimed at ingest go first, into any free slot (they need no claim
+            // statement, and their lease runs), unless a scan is due.
+            if !(scan || backstop) {
+                let (ready, stale) =
+                    wakeup.take_claimed(free, self.inner.settings.claimed_time_needed());
+                self.release(stale).await;
+                if !ready.is_empty() {
+                    self.spawn_all(ready, &slots, &mut in_flight).await;
+                    continue;
+                }
             }
             if free == 0 {
                 tokio::select! {
@@ -180,10 +188,6 @@ impl DeliveryWorker {
                 }
             }
             gathering = None;
-            scan |= wakeup.take_scan_request();
-            // Retries, replays and expired leases are found by a scan at least every poll
-            // interval, also while hand-offs keep coming.
-            let backstop = last_scan.elapsed() >= self.inner.settings.poll_interval;
             let events = match scan || backstop {
                 true => Vec::new(),
                 false => wakeup.take_events(free),
@@ -230,7 +234,7 @@ impl DeliveryWorker {
             };
             self.spawn_all(claimed, &slots, &mut in_flight).await;
         }
-        wakeup.attach_worker(None);
+        self.release(wakeup.detach_worker()).await;
         let grace = self.inner.settings.shutdown_grace;
         if tokio::time::timeout(grace, async {
             while in_flight.join_next().await.is_some() {}
@@ -245,6 +249,25 @@ impl DeliveryWorker {
             in_flight.abort_all();
         }
         listener.abort();
+    }
+
+    /// Gives back claims taken at ingest that will not be tried: their rows are claimable again
+    /// at once, the attempt uncounted (failing that, they come due when their lease ends).
+    async fn release(&self, untried: Vec<ClaimedDelivery>) {
+        if untried.is_empty() {
+            return;
+        }
+        tracing::info!(
+            deliveries = untried.len(),
+            "giving back deliveries claimed at ingest and not tried"
+        );
+        let claims: Vec<(Uuid, i32)> = untried.iter().map(|c| (c.id, c.attempts)).collect();
+        if let Err(error) = self.inner.store.release_claims(&claims).await {
+            tracing::warn!(
+                error = format!("{error:#}"),
+                "cannot give back untried claims; they come due when their lease ends"
+            );
+        }
     }
 
     /// Starts a try of each of `claimed`, each in a slot of its own.

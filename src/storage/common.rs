@@ -92,6 +92,7 @@ pub(super) trait CommonQueries: Database {
         limit: PageLimit,
     ) -> StorageResult<Page<Delivery>>;
     async fn count_open_deliveries(pool: &Pool<Self>) -> StorageResult<Vec<(String, String, i64)>>;
+    async fn release_claims(pool: &Pool<Self>, claims: &[(Uuid, i32)]) -> StorageResult<()>;
     /// The rows a built statement selects, as `T`.
     async fn fetch_statement<T>(pool: &Pool<Self>, statement: Statement) -> StorageResult<Vec<T>>
     where
@@ -242,6 +243,22 @@ where
         .bind(token_hash)
         .fetch_one(pool)
         .await?)
+    }
+
+    async fn release_claims(pool: &Pool<DB>, claims: &[(Uuid, i32)]) -> StorageResult<()> {
+        // Rare (a stalled or stopping worker), so one statement per claim; the fence leaves a row
+        // alone that another worker has claimed since, or that was settled.
+        for (id, attempts) in claims {
+            sqlx::query(
+                "UPDATE deliveries SET attempts = attempts - 1, claimed_until = NULL \
+                 WHERE id = $1 AND attempts = $2 AND status IN ('pending', 'paused')",
+            )
+            .bind(*id)
+            .bind(i64::from(*attempts))
+            .execute(pool)
+            .await?;
+        }
+        Ok(())
     }
 
     async fn delete_subscription(pool: &Pool<DB>, id: Uuid) -> StorageResult<bool> {

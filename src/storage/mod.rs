@@ -316,6 +316,10 @@ pub trait DeliveryStore: Send + Sync {
     ) -> StorageResult<u64>;
     /// Pending and dead deliveries per target (`<subscription id>` or `handler:<name>`).
     async fn count_open_deliveries(&self) -> StorageResult<Vec<(String, String, i64)>>;
+    /// Gives back claims that were never tried (taken at ingest, then not started in time or
+    /// left by a stopping worker): each row still under that claim (its `attempts` as claimed)
+    /// is claimable again at once, its attempt uncounted.
+    async fn release_claims(&self, claims: &[(Uuid, i32)]) -> StorageResult<()>;
 }
 
 /// Handle to the store in use; cheap to clone.

@@ -2,7 +2,7 @@
 
 use crate::support::{
     assert_distinct, collect_pages, deleted_body, event, fixture, incoming, ingest, ingest_upload,
-    now, parse, secs, upload_body, uuid_cursor, Backend, TestStore,
+    now, parse, secs, upload_body, uuid_cursor, v2_upload_body, Backend, TestStore,
 };
 use uuid::Uuid;
 use vodhook::domain::StoredEvent;
@@ -153,14 +153,17 @@ pub async fn concurrent_copies_store_one_event(store: TestStore) {
 }
 
 /// Batches racing with a copy of one event (each stored in one go, where the store can) store
-/// it once, their other events all the same, and every copy's outcome names the one event.
+/// it once, their other events all the same, and every copy's outcome names the one event. The
+/// copies are v3 and v2 callbacks of one upload: whichever comes first, the record ends with
+/// the v2 source type and the v3 fields.
 pub async fn concurrent_batches_sharing_an_event_store_it_once(store: TestStore) {
     for round in 0..4 {
-        let shared = upload_body(&format!("8{round}00"));
+        let file = format!("8{round}00");
+        let copies = [upload_body(&file), v2_upload_body(&file, "ClientUpload")];
         let tasks: Vec<_> = (0..4)
             .map(|task| {
                 let store: Store = store.store.clone();
-                let shared = shared.clone();
+                let shared = copies[task % 2].clone();
                 let own = upload_body(&format!("8{round}1{task}"));
                 tokio::spawn(async move {
                     let events = [parse(&shared), parse(&own)];
@@ -172,19 +175,27 @@ pub async fn concurrent_batches_sharing_an_event_store_it_once(store: TestStore)
                 })
             })
             .collect();
-        let mut copies = Vec::new();
+        let mut outcomes = Vec::new();
         for task in tasks {
-            let outcomes = task.await.expect("task");
-            let [copy, own] = &outcomes[..] else {
-                panic!("two outcomes: {outcomes:?}");
+            let answers = task.await.expect("task");
+            let [copy, own] = &answers[..] else {
+                panic!("two outcomes: {answers:?}");
             };
-            copies.push(copy.as_ref().expect("the copy answered").clone());
+            outcomes.push(copy.as_ref().expect("the copy answered").clone());
             assert!(!own.as_ref().expect("its own event stored").duplicate);
         }
-        let new: Vec<_> = copies.iter().filter(|o| !o.duplicate).collect();
-        assert_eq!(new.len(), 1, "exactly one copy is new: {copies:?}");
-        assert!(copies.iter().all(|o| o.event_id == new[0].event_id));
-        let file = format!("8{round}00");
+        let new: Vec<_> = outcomes.iter().filter(|o| !o.duplicate).collect();
+        assert_eq!(new.len(), 1, "exactly one copy is new: {outcomes:?}");
+        assert!(outcomes.iter().all(|o| o.event_id == new[0].event_id));
+        let record = crate::support::upload(&store, &file).await;
+        assert_eq!(
+            (
+                record.fields.source_type.as_deref(),
+                record.fields.storage_region.as_deref()
+            ),
+            (Some("ClientUpload"), Some("ap-singapore")),
+            "both copies' fields, whichever came first"
+        );
         let stored = all_events(
             &store,
             &EventFilter {

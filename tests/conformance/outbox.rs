@@ -515,33 +515,44 @@ pub async fn a_batch_can_claim_its_deliveries_as_it_stores_them(store: TestStore
         "every row is under a lease"
     );
     if matches!(store.backend, Backend::Postgres) {
-        settle_and_outlive_the_lease(&store, &leased.claimed).await;
+        settle_and_give_back(&store, &leased.claimed).await;
+        outlive_the_lease(&store, &no_file.claimed).await;
     }
 }
 
-/// Settles one of the deliveries claimed at ingest and leaves the others to their lease, which
-/// holds until it ends.
-async fn settle_and_outlive_the_lease(
-    store: &Store,
-    claimed: &[vodhook::storage::ClaimedDelivery],
-) {
-    let (done, left) = claimed.split_first().expect("a claim");
+/// Settles one of the deliveries claimed at ingest and gives them all back: the settled one
+/// stays settled, the others are claimable at once, the claim's attempt uncounted.
+async fn settle_and_give_back(store: &Store, claimed: &[vodhook::storage::ClaimedDelivery]) {
+    let (done, rest) = claimed.split_first().expect("a claim");
     assert!(
         settle(store, done, Settlement::Succeeded, now()).await,
         "the claim's fence holds"
     );
+    let claims: Vec<(Uuid, i32)> = claimed.iter().map(|c| (c.id, c.attempts)).collect();
+    store.release_claims(&claims).await.expect("release_claims");
     assert_eq!(delivery(store, done.id).await.0.status, "succeeded");
-    let after_lease = now() + chrono::Duration::from_std(LEASE).expect("lease") + secs(1);
-    let again = claim(store, after_lease, &["audit"]).await;
-    let ours: HashSet<Uuid> = claimed.iter().map(|c| c.id).collect();
-    let again: Vec<Uuid> = again
-        .iter()
-        .map(|c| c.id)
-        .filter(|id| ours.contains(id))
-        .collect();
-    let left: Vec<Uuid> = left.iter().map(|c| c.id).collect();
+    let again = ours(claim(store, now(), &["audit"]).await, claimed);
     assert_eq!(
-        again, left,
-        "an unsettled claim comes due when its lease ends, the settled one never"
+        again.iter().map(|c| c.id).collect::<Vec<_>>(),
+        rest.iter().map(|c| c.id).collect::<Vec<_>>(),
+        "given back, claimable before the lease ends"
     );
+    assert!(again.iter().all(|c| c.attempts == 1), "{again:?}");
+}
+
+/// Deliveries claimed at ingest and never settled come due when their lease ends.
+async fn outlive_the_lease(store: &Store, claimed: &[vodhook::storage::ClaimedDelivery]) {
+    let after_lease = now() + chrono::Duration::from_std(LEASE).expect("lease") + secs(1);
+    let again = ours(claim(store, after_lease, &["audit"]).await, claimed);
+    assert_eq!(again.len(), claimed.len(), "{again:?}");
+    assert!(again.iter().all(|c| c.attempts == 2), "{again:?}");
+}
+
+/// The claims among `claims` of the deliveries in `of`.
+fn ours(
+    claims: Vec<vodhook::storage::ClaimedDelivery>,
+    of: &[vodhook::storage::ClaimedDelivery],
+) -> Vec<vodhook::storage::ClaimedDelivery> {
+    let ids: HashSet<Uuid> = of.iter().map(|c| c.id).collect();
+    claims.into_iter().filter(|c| ids.contains(&c.id)).collect()
 }

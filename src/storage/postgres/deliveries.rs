@@ -282,6 +282,10 @@ impl DeliveryStore for PgStore {
     async fn count_open_deliveries(&self) -> StorageResult<Vec<(String, String, i64)>> {
         Postgres::count_open_deliveries(&self.pool).await
     }
+
+    async fn release_claims(&self, claims: &[(Uuid, i32)]) -> StorageResult<()> {
+        Postgres::release_claims(&self.pool, claims).await
+    }
 }
 
 impl PgStore {

@@ -117,7 +117,8 @@ impl EventStore for PgStore {
 
 impl PgStore {
     /// The whole batch in one transaction: one commit (one WAL flush) for all of it; in one
-    /// statement when it can be (see `batch`).
+    /// statement when it can be (see `batch`), after which an event that raced a concurrent copy
+    /// of itself is stored on its own.
     async fn ingest_together(
         &self,
         batch: &[IncomingEvent<'_>],
@@ -137,6 +138,9 @@ async fn ingest_together_on(
     batch: &[IncomingEvent<'_>],
 ) -> StorageResult<Vec<StorageResult<IngestOutcome>>> {
     if batch::fits(batch) {
+        // The statement commits as it ends. Should its answer then fail to arrive, the caller
+        // stores the events one by one, and finds them stored: they are answered as repeats, and
+        // their deliveries wait for a scan (or their lease) rather than a hand-off.
         let stored = batch::ingest_rows(conn, batch).await?;
         // The rest of the batch is committed; an event that raced a concurrent copy of itself
         // is a repeat of that copy, stored as one now that the copy is visible.

@@ -198,6 +198,10 @@ impl DeliveryStore for SqliteStore {
     async fn count_open_deliveries(&self) -> StorageResult<Vec<(String, String, i64)>> {
         Sqlite::count_open_deliveries(&self.readers).await
     }
+
+    async fn release_claims(&self, claims: &[(Uuid, i32)]) -> StorageResult<()> {
+        Sqlite::release_claims(&self.writer, claims).await
+    }
 }
 
 impl SqliteStore {
