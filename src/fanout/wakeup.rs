@@ -88,16 +88,13 @@ impl Wakeup {
     }
 
     /// How many events' deliveries the ingest may have the store claim for this process's worker
-    /// now, and for how long: while the worker keeps up (no handed-off event waits for it), as
-    /// many as it runs at once less those already waiting, so a claim waits for a slot about as
-    /// long as one try takes. `None` when no worker runs here or it has no room.
+    /// now, and for how long: twice as many as the worker runs at once, less those already
+    /// waiting, so a claim waits for a slot about as long as two tries take. `None` when no
+    /// worker runs here or it has no room.
     pub fn claim_room(&self) -> Option<ClaimRoom> {
-        if !self.nothing_handed_off() {
-            return None;
-        }
         let claimed = self.claimed_queue();
         let (lease, concurrency) = claimed.worker?;
-        let events = concurrency.saturating_sub(claimed.queue.len());
+        let events = (2 * concurrency).saturating_sub(claimed.queue.len());
         (events > 0).then_some(ClaimRoom { lease, events })
     }
 
@@ -288,12 +285,12 @@ mod tests {
     fn deliveries_claimed_at_ingest_are_asked_for_only_while_a_worker_has_room() {
         let wakeup = Wakeup::default();
         assert_eq!(wakeup.claim_room(), None, "no worker runs here");
-        wakeup.attach_worker(LEASE, 4);
+        wakeup.attach_worker(LEASE, 2);
         let room = wakeup.claim_room().expect("room");
         assert_eq!(
             (room.lease, room.events),
             (LEASE, 4),
-            "as many as it runs at once"
+            "twice as many as it runs at once"
         );
         let ids = ids(4);
         let refused = wakeup.claimed(ids.iter().map(|id| claim(*id)).collect(), Instant::now());
@@ -303,13 +300,6 @@ mod tests {
         assert_eq!(claim_ids(&ready), ids[..3], "oldest first");
         assert!(stale.is_empty());
         assert_eq!(wakeup.claim_room().map(|room| room.events), Some(3));
-        wakeup.stored(self::ids(1));
-        assert_eq!(
-            wakeup.claim_room(),
-            None,
-            "while handed-off events wait, new ones queue behind them"
-        );
-        assert_eq!(wakeup.take_events(1).len(), 1);
         assert_eq!(
             claim_ids(&wakeup.detach_worker()),
             ids[3..],

@@ -157,17 +157,25 @@ impl DeliveryWorker {
             // Retries, replays and expired leases are found by a scan at least every poll
             // interval, also while hand-offs keep coming.
             let backstop = last_scan.elapsed() >= self.inner.settings.poll_interval;
-            // Deliveries claimed at ingest go first, into any free slot (they need no claim
-            // statement, and their lease runs), unless a scan is due.
+            // Deliveries claimed at ingest go first (they need no claim statement, and their
+            // lease runs), unless a scan is due; while handed-off events wait too, they get half
+            // the free slots, so that neither waits for the other to run dry.
             if !(scan || backstop) {
+                let share = match wakeup.nothing_handed_off() {
+                    true => free,
+                    false => free.div_ceil(2),
+                };
                 let (ready, stale) =
-                    wakeup.take_claimed(free, self.inner.settings.claimed_time_needed());
+                    wakeup.take_claimed(share, self.inner.settings.claimed_time_needed());
                 self.release(stale).await;
                 if !ready.is_empty() {
                     self.spawn_all(ready, &slots, &mut in_flight).await;
-                    continue;
+                    if wakeup.nothing_handed_off() || slots.available_permits() == 0 {
+                        continue;
+                    }
                 }
             }
+            let free = slots.available_permits();
             if free == 0 {
                 tokio::select! {
                     _ = in_flight.join_next() => {}
