@@ -1,8 +1,8 @@
 //! `EventStore`: ingest stores each event once (dedupe), keeps its exact bytes, and lists events.
 
 use crate::support::{
-    assert_distinct, collect_pages, deleted_body, event, fixture, incoming, ingest, ingest_upload,
-    now, parse, secs, upload_body, uuid_cursor, v2_upload_body, Backend, TestStore,
+    assert_distinct, collect_pages, deleted_body, event, fixture, incoming, incoming_all, ingest,
+    ingest_upload, now, parse, secs, upload_body, uuid_cursor, v2_upload_body, Backend, TestStore,
 };
 use uuid::Uuid;
 use vodhook::domain::StoredEvent;
@@ -353,11 +353,7 @@ pub async fn a_batch_reports_each_event_and_isolates_a_failure(store: TestStore)
         upload_body("5001"),
     ];
     let events: Vec<_> = bodies.iter().map(|b| parse(b)).collect();
-    let mut batch: Vec<_> = events
-        .iter()
-        .zip(&bodies)
-        .map(|(event, raw)| incoming(event, raw, &["audit"]))
-        .collect();
+    let mut batch = incoming_all(&events, &bodies, &["audit"]);
     // Postgres cannot store U+0000 in JSON: this event fails there (SQLite keeps it).
     let poison_raw = upload_body("5003");
     let poison_event = parse(&poison_raw);

@@ -2,7 +2,7 @@
 
 use crate::support::{
     assert_distinct, between, by_event, claim, claim_of, deleted_body, deliveries, delivery, event,
-    fixture, incoming, ingest, ingest_upload, ingest_with, now, parse, secs, settle, subscribe,
+    fixture, incoming_all, ingest, ingest_upload, ingest_with, now, parse, secs, settle, subscribe,
     upload, upload_body, Backend, TestStore, LEASE, MAX_ATTEMPTS,
 };
 use std::collections::HashSet;
@@ -429,11 +429,7 @@ pub async fn a_batch_can_claim_its_deliveries_as_it_stores_them(store: TestStore
         fixture("v3-editmediacomplete.json"),
     ];
     let events: Vec<_> = bodies.iter().map(|b| parse(b)).collect();
-    let mut batch: Vec<_> = events
-        .iter()
-        .zip(&bodies)
-        .map(|(event, raw)| incoming(event, raw, &["audit"]))
-        .collect();
+    let mut batch = incoming_all(&events, &bodies, &["audit"]);
     for i in [0, 2, 3] {
         batch[i].lease = Some(LEASE);
     }

@@ -217,6 +217,19 @@ pub fn incoming<'a>(event: &'a VodEvent, raw: &'a [u8], handlers: &[&str]) -> In
     }
 }
 
+/// A batch of `incoming` for each event parsed from `bodies`, all matching `handlers`.
+pub fn incoming_all<'a>(
+    events: &'a [VodEvent],
+    bodies: &'a [Vec<u8>],
+    handlers: &[&str],
+) -> Vec<IncomingEvent<'a>> {
+    events
+        .iter()
+        .zip(bodies)
+        .map(|(event, raw)| incoming(event, raw, handlers))
+        .collect()
+}
+
 pub async fn ingest_with(store: &Store, raw: &[u8], handlers: &[&str]) -> IngestOutcome {
     let event = parse(raw);
     store
