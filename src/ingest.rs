@@ -194,13 +194,13 @@ async fn commit_batches(
         }
         let untaken = wakeup.claimed(claimed, lease_started);
         if !untaken.is_empty() {
-            // The worker stopped meanwhile: the rows are claimable again at once.
-            let claims: Vec<(Uuid, i32)> = untaken.iter().map(|c| (c.id, c.attempts)).collect();
-            if let Err(error) = store.release_claims(&claims).await {
-                tracing::warn!(
+            // The worker stopped meanwhile: the rows are claimable again at once, by any process.
+            match crate::fanout::release(&store, untaken).await {
+                Ok(()) => wakeup.notify(),
+                Err(error) => tracing::warn!(
                     error = format!("{error:#}"),
                     "cannot give back claims no worker took; they come due when their lease ends"
-                );
+                ),
             }
         }
         if !stored.is_empty() {

@@ -20,4 +20,5 @@ pub use retry::{FailureHints, RetryPolicy};
 pub use secret_cipher::{open as open_secret, seal as seal_secret, CipherError, SecretCipher};
 pub use signature::sign;
 pub use wakeup::Wakeup;
+pub(crate) use worker::release;
 pub use worker::{DeliveryWorker, RunOutcome, WorkerSettings};

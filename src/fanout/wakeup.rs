@@ -127,26 +127,39 @@ impl Wakeup {
         Vec::new()
     }
 
-    /// Up to `limit` deliveries claimed at ingest, oldest first, that still have `time_needed`
-    /// left on their lease; and, apart, those taken that do not (to be given back untried).
-    pub(super) fn take_claimed(
-        &self,
-        limit: usize,
-        time_needed: Duration,
-    ) -> (Vec<ClaimedDelivery>, Vec<ClaimedDelivery>) {
+    /// Up to `limit` deliveries claimed at ingest, oldest first, with at least `time_needed`
+    /// left on their lease.
+    pub(super) fn take_claimed(&self, limit: usize, time_needed: Duration) -> Vec<ClaimedDelivery> {
         let mut claimed = self.claimed_queue();
         let now = Instant::now();
-        let (mut ready, mut stale) = (Vec::new(), Vec::new());
+        let mut ready = Vec::new();
         while ready.len() < limit {
             let Some(next) = claimed.queue.pop_front() else {
                 break;
             };
-            match next.lease_ends.saturating_duration_since(now) >= time_needed {
-                true => ready.push(next.delivery),
-                false => stale.push(next.delivery),
+            // `take_stale` runs before this; one that ran short since waits for its next call.
+            if next.lease_ends.saturating_duration_since(now) >= time_needed {
+                ready.push(next.delivery);
+            } else {
+                claimed.queue.push_front(next);
+                break;
             }
         }
-        (ready, stale)
+        ready
+    }
+
+    /// Takes out the deliveries claimed at ingest with less than `time_needed` left on their
+    /// lease, to be given back untried.
+    pub(super) fn take_stale(&self, time_needed: Duration) -> Vec<ClaimedDelivery> {
+        let mut claimed = self.claimed_queue();
+        let now = Instant::now();
+        let short = |c: &LeasedDelivery| c.lease_ends.saturating_duration_since(now) < time_needed;
+        if !claimed.queue.iter().any(short) {
+            return Vec::new();
+        }
+        let (stale, fresh): (VecDeque<_>, VecDeque<_>) = claimed.queue.drain(..).partition(short);
+        claimed.queue = fresh;
+        stale.into_iter().map(|c| c.delivery).collect()
     }
 
     /// Deliveries came due some other way (a replay, a retry request, a resumed subscription):
@@ -296,9 +309,9 @@ mod tests {
         let refused = wakeup.claimed(ids.iter().map(|id| claim(*id)).collect(), Instant::now());
         assert!(refused.is_empty());
         assert_eq!(wakeup.claim_room(), None, "the worker has enough waiting");
-        let (ready, stale) = wakeup.take_claimed(3, Duration::from_secs(1));
+        assert!(wakeup.take_stale(Duration::from_secs(1)).is_empty());
+        let ready = wakeup.take_claimed(3, Duration::from_secs(1));
         assert_eq!(claim_ids(&ready), ids[..3], "oldest first");
-        assert!(stale.is_empty());
         assert_eq!(wakeup.claim_room().map(|room| room.events), Some(3));
         assert_eq!(
             claim_ids(&wakeup.detach_worker()),
@@ -326,13 +339,18 @@ mod tests {
         assert!(wakeup
             .claimed(vec![claim(fresh)], Instant::now())
             .is_empty());
-        let (ready, untried) = wakeup.take_claimed(10, Duration::from_secs(5));
-        assert_eq!(claim_ids(&ready), vec![fresh]);
+        assert!(
+            wakeup.take_claimed(10, Duration::from_secs(5)).is_empty(),
+            "a short lease at the head waits to be taken out as stale"
+        );
+        let untried = wakeup.take_stale(Duration::from_secs(5));
         assert_eq!(
             claim_ids(&untried),
             vec![stale],
             "2 s left is less than the 5 s needed"
         );
+        let ready = wakeup.take_claimed(10, Duration::from_secs(5));
+        assert_eq!(claim_ids(&ready), vec![fresh]);
     }
 
     fn ids(n: usize) -> Vec<Uuid> {

@@ -150,24 +150,38 @@ impl DeliveryWorker {
         let mut scan = true;
         let mut last_scan = Instant::now();
         let mut gathering: Option<tokio::time::Instant> = None;
+        // Which of the two kinds of work gets an odd free slot next (see below).
+        let mut odd_slot_to_claimed = true;
+        let time_needed = self.inner.settings.claimed_time_needed();
         while !shutdown.is_cancelled() {
             while in_flight.try_join_next().is_some() {}
+            // Claims taken at ingest that can no longer be tried in their lease are given back
+            // on every pass, whatever else is due, before the lease runs out and costs a try.
+            let stale = wakeup.take_stale(time_needed);
+            if !stale.is_empty() {
+                self.release_in_background(stale);
+                scan = true;
+            }
             let free = slots.available_permits();
             scan |= wakeup.take_scan_request();
             // Retries, replays and expired leases are found by a scan at least every poll
             // interval, also while hand-offs keep coming.
             let backstop = last_scan.elapsed() >= self.inner.settings.poll_interval;
             // Deliveries claimed at ingest go first (they need no claim statement, and their
-            // lease runs), unless a scan is due; while handed-off events wait too, they get half
-            // the free slots, so that neither waits for the other to run dry.
+            // lease runs), unless a scan is due; while handed-off events wait too, each kind
+            // gets half the free slots (an odd one by turns), so neither waits for the other.
             if !(scan || backstop) {
                 let share = match wakeup.nothing_handed_off() {
                     true => free,
-                    false => free.div_ceil(2),
+                    false => {
+                        odd_slot_to_claimed = !odd_slot_to_claimed;
+                        match odd_slot_to_claimed {
+                            true => free.div_ceil(2),
+                            false => free / 2,
+                        }
+                    }
                 };
-                let (ready, stale) =
-                    wakeup.take_claimed(share, self.inner.settings.claimed_time_needed());
-                self.release(stale).await;
+                let ready = wakeup.take_claimed(share, time_needed);
                 if !ready.is_empty() {
                     self.spawn_all(ready, &slots, &mut in_flight).await;
                     if wakeup.nothing_handed_off() || slots.available_permits() == 0 {
@@ -242,7 +256,13 @@ impl DeliveryWorker {
             };
             self.spawn_all(claimed, &slots, &mut in_flight).await;
         }
-        self.release(wakeup.detach_worker()).await;
+        let untaken = wakeup.detach_worker();
+        if let Err(error) = release(&self.inner.store, untaken).await {
+            tracing::warn!(
+                error = format!("{error:#}"),
+                "cannot give back untried claims; they come due when their lease ends"
+            );
+        }
         let grace = self.inner.settings.shutdown_grace;
         if tokio::time::timeout(grace, async {
             while in_flight.join_next().await.is_some() {}
@@ -259,23 +279,18 @@ impl DeliveryWorker {
         listener.abort();
     }
 
-    /// Gives back claims taken at ingest that will not be tried: their rows are claimable again
-    /// at once, the attempt uncounted (failing that, they come due when their lease ends).
-    async fn release(&self, untried: Vec<ClaimedDelivery>) {
-        if untried.is_empty() {
-            return;
-        }
-        tracing::info!(
-            deliveries = untried.len(),
-            "giving back deliveries claimed at ingest and not tried"
-        );
-        let claims: Vec<(Uuid, i32)> = untried.iter().map(|c| (c.id, c.attempts)).collect();
-        if let Err(error) = self.inner.store.release_claims(&claims).await {
-            tracing::warn!(
-                error = format!("{error:#}"),
-                "cannot give back untried claims; they come due when their lease ends"
-            );
-        }
+    /// Gives back `untried` claims without holding up the loop; the scan the caller asks for
+    /// next finds their rows (or, failing the release, finds them when their lease ends).
+    fn release_in_background(&self, untried: Vec<ClaimedDelivery>) {
+        let store = self.inner.store.clone();
+        tokio::spawn(async move {
+            if let Err(error) = release(&store, untried).await {
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    "cannot give back untried claims; they come due when their lease ends"
+                );
+            }
+        });
     }
 
     /// Starts a try of each of `claimed`, each in a slot of its own.
@@ -487,6 +502,20 @@ impl DeliveryWorker {
             Err(_) => TryOutcome::failed("handler timed out".to_owned(), true),
         }
     }
+}
+
+/// Gives back claims taken at ingest that will not be tried: their rows are claimable again at
+/// once, the attempt uncounted.
+pub(crate) async fn release(store: &Store, untried: Vec<ClaimedDelivery>) -> anyhow::Result<()> {
+    if untried.is_empty() {
+        return Ok(());
+    }
+    tracing::info!(
+        deliveries = untried.len(),
+        "giving back deliveries claimed at ingest and not tried"
+    );
+    let claims: Vec<(Uuid, i32)> = untried.iter().map(|c| (c.id, c.attempts)).collect();
+    Ok(store.release_claims(&claims).await?)
 }
 
 fn failure(error: String) -> TryOutcome {

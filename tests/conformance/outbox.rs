@@ -510,6 +510,15 @@ pub async fn a_batch_can_claim_its_deliveries_as_it_stores_them(store: TestStore
         claim(&store, now(), &["audit"]).await.is_empty(),
         "every row is under a lease"
     );
+    // Claims given back are claimable again at once, their attempt uncounted (both stores).
+    let given_back: Vec<(Uuid, i32)> = claims.iter().map(|c| (c.id, c.attempts)).collect();
+    store
+        .release_claims(&given_back)
+        .await
+        .expect("release_claims");
+    let again = ours(claim(&store, now(), &["audit"]).await, &claims);
+    assert_eq!(again.len(), claims.len(), "{again:?}");
+    assert!(again.iter().all(|c| c.attempts == 1), "{again:?}");
     if matches!(store.backend, Backend::Postgres) {
         settle_and_give_back(&store, &leased.claimed).await;
         outlive_the_lease(&store, &no_file.claimed).await;
@@ -526,7 +535,12 @@ async fn settle_and_give_back(store: &Store, claimed: &[vodhook::storage::Claime
     );
     let claims: Vec<(Uuid, i32)> = claimed.iter().map(|c| (c.id, c.attempts)).collect();
     store.release_claims(&claims).await.expect("release_claims");
-    assert_eq!(delivery(store, done.id).await.0.status, "succeeded");
+    let settled = delivery(store, done.id).await.0;
+    assert_eq!(
+        (settled.status.as_str(), settled.attempts),
+        ("succeeded", 1),
+        "a settled claim is not given back"
+    );
     let again = ours(claim(store, now(), &["audit"]).await, claimed);
     assert_eq!(
         again.iter().map(|c| c.id).collect::<Vec<_>>(),
@@ -542,6 +556,13 @@ async fn outlive_the_lease(store: &Store, claimed: &[vodhook::storage::ClaimedDe
     let again = ours(claim(store, after_lease, &["audit"]).await, claimed);
     assert_eq!(again.len(), claimed.len(), "{again:?}");
     assert!(again.iter().all(|c| c.attempts == 2), "{again:?}");
+    // The first claim, given back late, leaves the worker that took over alone.
+    let stale: Vec<(Uuid, i32)> = claimed.iter().map(|c| (c.id, c.attempts)).collect();
+    store.release_claims(&stale).await.expect("release_claims");
+    assert!(
+        ours(claim(store, after_lease, &["audit"]).await, claimed).is_empty(),
+        "still under the new claim"
+    );
 }
 
 /// The claims among `claims` of the deliveries in `of`.
