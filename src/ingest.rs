@@ -192,16 +192,10 @@ async fn commit_batches(
             // The caller may have gone (its client hung up); the event is stored all the same.
             let _ = pending.reply.send(result);
         }
+        // Claims no worker took (it stopped meanwhile) are given back, for any process to take.
         let untaken = wakeup.claimed(claimed, lease_started);
-        if !untaken.is_empty() {
-            // The worker stopped meanwhile: the rows are claimable again at once, by any process.
-            match crate::fanout::release(&store, untaken).await {
-                Ok(()) => wakeup.notify(),
-                Err(error) => tracing::warn!(
-                    error = format!("{error:#}"),
-                    "cannot give back claims no worker took; they come due when their lease ends"
-                ),
-            }
+        if crate::fanout::release(&store, untaken).await {
+            wakeup.notify();
         }
         if !stored.is_empty() {
             wakeup.stored(stored);

@@ -256,13 +256,7 @@ impl DeliveryWorker {
             };
             self.spawn_all(claimed, &slots, &mut in_flight).await;
         }
-        let untaken = wakeup.detach_worker();
-        if let Err(error) = release(&self.inner.store, untaken).await {
-            tracing::warn!(
-                error = format!("{error:#}"),
-                "cannot give back untried claims; they come due when their lease ends"
-            );
-        }
+        release(&self.inner.store, wakeup.detach_worker()).await;
         let grace = self.inner.settings.shutdown_grace;
         if tokio::time::timeout(grace, async {
             while in_flight.join_next().await.is_some() {}
@@ -283,14 +277,7 @@ impl DeliveryWorker {
     /// next finds their rows (or, failing the release, finds them when their lease ends).
     fn release_in_background(&self, untried: Vec<ClaimedDelivery>) {
         let store = self.inner.store.clone();
-        tokio::spawn(async move {
-            if let Err(error) = release(&store, untried).await {
-                tracing::warn!(
-                    error = format!("{error:#}"),
-                    "cannot give back untried claims; they come due when their lease ends"
-                );
-            }
-        });
+        tokio::spawn(async move { release(&store, untried).await });
     }
 
     /// Starts a try of each of `claimed`, each in a slot of its own.
@@ -505,17 +492,27 @@ impl DeliveryWorker {
 }
 
 /// Gives back claims taken at ingest that will not be tried: their rows are claimable again at
-/// once, the attempt uncounted.
-pub(crate) async fn release(store: &Store, untried: Vec<ClaimedDelivery>) -> anyhow::Result<()> {
+/// once, the attempt uncounted. Whether any were given back; a failure is logged, and leaves the
+/// rows to come due when their lease ends.
+pub(crate) async fn release(store: &Store, untried: Vec<ClaimedDelivery>) -> bool {
     if untried.is_empty() {
-        return Ok(());
+        return false;
     }
     tracing::info!(
         deliveries = untried.len(),
         "giving back deliveries claimed at ingest and not tried"
     );
     let claims: Vec<(Uuid, i32)> = untried.iter().map(|c| (c.id, c.attempts)).collect();
-    Ok(store.release_claims(&claims).await?)
+    match store.release_claims(&claims).await {
+        Ok(()) => true,
+        Err(error) => {
+            tracing::warn!(
+                error = format!("{error:#}"),
+                "cannot give back untried claims; they come due when their lease ends"
+            );
+            false
+        }
+    }
 }
 
 fn failure(error: String) -> TryOutcome {
