@@ -370,8 +370,15 @@ where
         else {
             return Ok(None);
         };
+        // The try that settled a delivery as succeeded is kept on its row, not in the log (rows
+        // settled before the row kept its last try logged it, and have no `last_started_at`).
         let sql = format!(
-            "SELECT {ATTEMPT_COLUMNS} FROM delivery_attempts WHERE delivery_id = $1 ORDER BY attempt, id"
+            "SELECT {ATTEMPT_COLUMNS} FROM delivery_attempts WHERE delivery_id = $1 \
+             UNION ALL \
+             SELECT attempts, last_started_at, last_duration_ms, last_http_status, last_error, last_response_body \
+             FROM deliveries d WHERE id = $1 AND status = 'succeeded' AND last_started_at IS NOT NULL \
+               AND NOT EXISTS (SELECT 1 FROM delivery_attempts a WHERE a.delivery_id = d.id AND a.attempt = d.attempts) \
+             ORDER BY attempt, started_at"
         );
         let attempts = sqlx::query_as(&sql).bind(id).fetch_all(pool).await?;
         Ok(Some((delivery, attempts)))

@@ -788,28 +788,46 @@ async fn secrets_are_encrypted_at_rest_with_a_key() {
 
 #[tokio::test]
 async fn deleting_a_subscription_leaves_none_of_its_rows_in_the_database() {
-    let app = spawn_app().await;
+    let (app, clock) = app_on_manual_clock().await;
     let receiver = TestReceiver::start().await;
     let (id, _) = app.subscribe(&receiver.url, &[]).await;
+    // One try fails, so the attempt log holds a row (a success is kept on its delivery's row).
+    receiver.script([Reply::status(500)]);
     for file in ["1", "2"] {
         app.callback(new_file_upload(file, None)).await;
     }
-    receiver.wait_for_accepted(2, WAIT).await;
+    assert_eq!(app.worker.run_once().await.expect("run").claimed, 2);
+    let retried = delivery_of(&app, "status=pending").await;
+    clock.set(time(&retried["next_attempt_at"]));
+    assert_eq!(app.worker.run_once().await.expect("run").claimed, 1);
+    let (_, retried) = app
+        .get(&format!(
+            "/v1/deliveries/{}",
+            retried["id"].as_str().expect("id")
+        ))
+        .await;
+    assert_eq!(retried["status"], "succeeded");
+    let tries: Vec<_> = retried["attempts"]
+        .as_array()
+        .expect("attempts")
+        .iter()
+        .map(|a| (a["attempt"].clone(), a["http_status"].clone()))
+        .collect();
+    assert_eq!(tries, [(json!(1), json!(500)), (json!(2), json!(200))]);
+
     let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&app.db.url)
         .await
         .expect("connect");
     let count = |sql: &'static str| sqlx::query_scalar::<_, i64>(sql);
     let attempts = "SELECT count(*) FROM delivery_attempts";
     let deliveries = "SELECT count(*) FROM deliveries";
-    // Settlements are written a moment after the subscriber answers.
-    for _ in 0..100 {
-        if count(attempts).fetch_one(&mut conn).await.expect("count") == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     assert_eq!(
         count(attempts).fetch_one(&mut conn).await.expect("count"),
+        1,
+        "the failed try is logged, the successes are on their rows"
+    );
+    assert_eq!(
+        count(deliveries).fetch_one(&mut conn).await.expect("count"),
         2
     );
 

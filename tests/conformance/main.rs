@@ -113,6 +113,7 @@ conformance! {
         settling_succeeded_completes_the_delivery,
         settling_retry_at_defers_until_then,
         settling_dead_stops_retrying,
+        a_success_after_failures_reads_back_every_try,
         dead_and_disable_disables_subscription_and_pauses_its_backlog,
         stale_settlement_is_fenced_but_logged,
         settling_a_deleted_delivery_does_not_fail_the_batch,

@@ -165,6 +165,55 @@ pub async fn dead_and_disable_disables_subscription_and_pauses_its_backlog(store
     assert_eq!(d[0].subscription_id, Some(other.id));
 }
 
+/// The try that settles a delivery as succeeded is kept on its row, the others in the attempt
+/// log: a delivery read back shows them all, in order, each as it was settled.
+pub async fn a_success_after_failures_reads_back_every_try(store: TestStore) {
+    subscribe(&store, &[]).await;
+    ingest_upload(&store, "1").await;
+    let t = now();
+    let first = claim(&store, t, &[]).await.remove(0);
+    let failed = settle_of(&first, Settlement::RetryAt(t + secs(5)), t + secs(1));
+    let took = store
+        .settle_deliveries(std::slice::from_ref(&failed), t + secs(1))
+        .await
+        .expect("settle_deliveries");
+    assert_eq!(took, [true]);
+    let second = claim(&store, t + secs(5), &[]).await.remove(0);
+    assert_eq!(second.attempts, 2);
+    let mut succeeded = settle_of(&second, Settlement::Succeeded, t + secs(6));
+    succeeded.attempt.duration_ms = 3.25;
+    succeeded.attempt.response_body = Some("accepted".into());
+    let took = store
+        .settle_deliveries(std::slice::from_ref(&succeeded), t + secs(6))
+        .await
+        .expect("settle_deliveries");
+    assert_eq!(took, [true]);
+
+    let (row, attempts) = delivery(&store, first.id).await;
+    assert_eq!(row.status, "succeeded");
+    let read: Vec<_> = attempts
+        .iter()
+        .map(|a| {
+            let fields = (a.started_at, a.duration_ms, a.http_status);
+            (a.attempt, fields, a.error.clone(), a.response_body.clone())
+        })
+        .collect();
+    let expected = [(1, &failed), (2, &succeeded)].map(|(n, s)| {
+        let fields = (
+            s.attempt.started_at,
+            s.attempt.duration_ms,
+            s.attempt.http_status,
+        );
+        (
+            n,
+            fields,
+            s.attempt.error.clone(),
+            s.attempt.response_body.clone(),
+        )
+    });
+    assert_eq!(read, expected);
+}
+
 pub async fn stale_settlement_is_fenced_but_logged(store: TestStore) {
     subscribe(&store, &[]).await;
     ingest_upload(&store, "1").await;

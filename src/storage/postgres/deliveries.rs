@@ -135,23 +135,29 @@ impl DeliveryStore for PgStore {
         })
     }
 
-    /// Records each attempt and settles each delivery, in one statement for the whole batch
-    /// (group commit: one settlement per delivery would cost a transaction each). A delivery
-    /// another worker has claimed since (its lease ran out) only gets its attempt recorded; the
-    /// result says, per entry, whether the settlement took.
+    /// Settles each delivery and records its try, in one statement for the whole batch (group
+    /// commit: one settlement per delivery would cost a transaction each). The try is kept on the
+    /// delivery row; it also goes to the attempt log unless it settled the delivery as succeeded
+    /// (the log's reads add that one from the row). A delivery another worker has claimed since
+    /// (its lease ran out) only gets its try logged; the result says, per entry, whether the
+    /// settlement took.
     async fn settle_deliveries(
         &self,
         batch: &[Settle],
         now: DateTime<Utc>,
     ) -> StorageResult<Vec<bool>> {
-        let ids: Vec<Uuid> = batch.iter().map(|b| b.delivery_id).collect();
-        let fences: Vec<i32> = batch.iter().map(|b| b.attempts).collect();
-        let errors: Vec<Option<String>> = batch
+        // In id order, so that two batches sharing rows (possible only after a lease ran out)
+        // update them in the same order under the usual plan, a nested loop over the arrays.
+        let mut ordered: Vec<&Settle> = batch.iter().collect();
+        ordered.sort_unstable_by_key(|b| b.delivery_id);
+        let ids: Vec<Uuid> = ordered.iter().map(|b| b.delivery_id).collect();
+        let fences: Vec<i32> = ordered.iter().map(|b| b.attempts).collect();
+        let errors: Vec<Option<String>> = ordered
             .iter()
             .map(|b| b.attempt.error.as_deref().map(shared::storable))
             .collect();
-        let statuses: Vec<Option<i32>> = batch.iter().map(|b| b.attempt.http_status).collect();
-        let states: Vec<_> = batch
+        let statuses: Vec<Option<i32>> = ordered.iter().map(|b| b.attempt.http_status).collect();
+        let states: Vec<_> = ordered
             .iter()
             .map(|b| shared::settled_state(b, now))
             .collect();
@@ -159,29 +165,37 @@ impl DeliveryStore for PgStore {
         let next_attempts: Vec<DateTime<Utc>> = states.iter().map(|s| s.next_attempt_at).collect();
         let completions: Vec<Option<DateTime<Utc>>> =
             states.iter().map(|s| s.completed_at).collect();
-        // One statement: the attempt log and the fenced settlement in one round trip. Rows deleted
-        // meanwhile (their subscription was) are skipped rather than failing the batch; locking the
-        // live rows in id order keeps concurrent batches from deadlocking. A row paused during its
-        // try (its subscription was disabled) keeps `paused` unless the try settled it for good.
+        let started: Vec<DateTime<Utc>> = ordered.iter().map(|b| b.attempt.started_at).collect();
+        let durations: Vec<f64> = ordered.iter().map(|b| b.attempt.duration_ms).collect();
+        let bodies: Vec<Option<String>> = ordered
+            .iter()
+            .map(|b| b.attempt.response_body.as_deref().map(shared::storable))
+            .collect();
+        // One statement: the fenced settlement and the attempt log in one round trip. Rows
+        // deleted meanwhile (their subscription was) are skipped by the update and not logged. A
+        // row paused during its try (its subscription was disabled) keeps `paused` unless the try
+        // settled it for good.
         let mut conn = self.worker_conns.take().await?;
         let settled = sqlx::query_scalar::<_, Uuid>(
-            "WITH live AS MATERIALIZED ( \
-               SELECT id FROM deliveries WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE), \
-             settled AS ( \
+            "WITH settled AS ( \
                UPDATE deliveries d SET \
                  status = CASE WHEN d.status = 'paused' AND u.status = 'pending' THEN 'paused' ELSE u.status END, \
                  next_attempt_at = u.next_attempt_at, completed_at = u.completed_at, \
-                 last_error = u.error, last_http_status = u.http_status, updated_at = $8, claimed_until = NULL \
-               FROM unnest($1::uuid[], $2::int[], $3::text[], $4::timestamptz[], $5::timestamptz[], $6::text[], $7::int[]) \
-                 AS u(id, attempts, status, next_attempt_at, completed_at, error, http_status) \
-               WHERE d.id = u.id AND d.id IN (SELECT id FROM live) AND d.attempts = u.attempts \
-                 AND d.status IN ('pending', 'paused') \
+                 last_error = u.error, last_http_status = u.http_status, last_started_at = u.started_at, \
+                 last_duration_ms = u.duration_ms, last_response_body = u.response_body, \
+                 updated_at = $8, claimed_until = NULL \
+               FROM unnest($1::uuid[], $2::int[], $3::text[], $4::timestamptz[], $5::timestamptz[], $6::text[], $7::int[], \
+                           $9::timestamptz[], $10::float8[], $11::text[]) \
+                 AS u(id, attempts, status, next_attempt_at, completed_at, error, http_status, started_at, duration_ms, response_body) \
+               WHERE d.id = u.id AND d.attempts = u.attempts AND d.status IN ('pending', 'paused') \
                RETURNING d.id), \
              logged AS ( \
                INSERT INTO delivery_attempts (delivery_id, attempt, started_at, duration_ms, http_status, error, response_body) \
-               SELECT a.* FROM unnest($1::uuid[], $2::int[], $9::timestamptz[], $10::float8[], $7::int[], $6::text[], $11::text[]) \
-                 AS a(delivery_id, attempt, started_at, duration_ms, http_status, error, response_body) \
-               WHERE a.delivery_id IN (SELECT id FROM live)) \
+               SELECT a.delivery_id, a.attempt, a.started_at, a.duration_ms, a.http_status, a.error, a.response_body \
+               FROM unnest($1::uuid[], $2::int[], $9::timestamptz[], $10::float8[], $7::int[], $6::text[], $11::text[], $3::text[]) \
+                 AS a(delivery_id, attempt, started_at, duration_ms, http_status, error, response_body, status) \
+               WHERE CASE WHEN a.delivery_id IN (SELECT id FROM settled) THEN a.status <> 'succeeded' \
+                          ELSE EXISTS (SELECT 1 FROM deliveries x WHERE x.id = a.delivery_id) END) \
              SELECT id FROM settled",
         )
         .bind(&ids)
@@ -192,9 +206,9 @@ impl DeliveryStore for PgStore {
         .bind(&errors)
         .bind(&statuses)
         .bind(now)
-        .bind(batch.iter().map(|b| b.attempt.started_at).collect::<Vec<_>>())
-        .bind(batch.iter().map(|b| b.attempt.duration_ms).collect::<Vec<_>>())
-        .bind(batch.iter().map(|b| b.attempt.response_body.as_deref().map(shared::storable)).collect::<Vec<_>>())
+        .bind(&started)
+        .bind(&durations)
+        .bind(&bodies)
         .fetch_all(conn.conn()?)
         .await
         .map_err(Into::into);

@@ -6,7 +6,7 @@ use crate::storage::common::CommonQueries;
 use crate::storage::shared::{self, UPLOAD_COLUMNS};
 use crate::storage::{
     Attempt, ClaimedDelivery, Delivery, DeliveryFilter, DeliveryStore, EventClaims, ReplayRange,
-    ReplayTarget, RetryRequest, Settle, StorageResult,
+    ReplayTarget, RetryRequest, Settle, Settlement, StorageResult,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
@@ -91,39 +91,48 @@ impl DeliveryStore for SqliteStore {
         for settle in batch {
             let state = shared::settled_state(settle, now);
             let attempt = &settle.attempt;
-            // Logged while the row exists (its subscription may have been deleted meanwhile).
-            sqlx::query(
-                "INSERT INTO delivery_attempts (delivery_id, attempt, started_at, duration_ms, http_status, error, response_body) \
-                 SELECT id, $2, $3, $4, $5, $6, $7 FROM deliveries WHERE id = $1",
-            )
-            .bind(settle.delivery_id)
-            .bind(settle.attempts)
-            .bind(micros(attempt.started_at))
-            .bind(attempt.duration_ms)
-            .bind(attempt.http_status)
-            .bind(attempt.error.as_deref().map(shared::storable))
-            .bind(attempt.response_body.as_deref().map(shared::storable))
-            .execute(&mut *tx)
-            .await?;
+            let error = attempt.error.as_deref().map(shared::storable);
+            let response_body = attempt.response_body.as_deref().map(shared::storable);
             // Fenced on the attempt count; a row paused during its try stays paused unless the
-            // try settled it for good.
+            // try settled it for good. The try is kept on the row.
             let took: Option<Uuid> = sqlx::query_scalar(
                 "UPDATE deliveries SET \
                    status = CASE WHEN status = 'paused' AND $2 = 'pending' THEN 'paused' ELSE $2 END, \
                    next_attempt_at = $3, completed_at = $4, last_error = $5, last_http_status = $6, \
-                   updated_at = $7, claimed_until = NULL \
+                   updated_at = $7, claimed_until = NULL, last_started_at = $9, last_duration_ms = $10, \
+                   last_response_body = $11 \
                  WHERE id = $1 AND attempts = $8 AND status IN ('pending', 'paused') RETURNING id",
             )
             .bind(settle.delivery_id)
             .bind(state.status)
             .bind(micros(state.next_attempt_at))
             .bind(state.completed_at)
-            .bind(attempt.error.as_deref().map(shared::storable))
+            .bind(&error)
             .bind(attempt.http_status)
             .bind(now)
             .bind(settle.attempts)
+            .bind(micros(attempt.started_at))
+            .bind(attempt.duration_ms)
+            .bind(&response_body)
             .fetch_optional(&mut *tx)
             .await?;
+            // A try that settled the delivery as succeeded is read from the row; any other is
+            // logged, while the row exists (its subscription may have been deleted meanwhile).
+            if !(took.is_some() && settle.settlement == Settlement::Succeeded) {
+                sqlx::query(
+                    "INSERT INTO delivery_attempts (delivery_id, attempt, started_at, duration_ms, http_status, error, response_body) \
+                     SELECT id, $2, $3, $4, $5, $6, $7 FROM deliveries WHERE id = $1",
+                )
+                .bind(settle.delivery_id)
+                .bind(settle.attempts)
+                .bind(micros(attempt.started_at))
+                .bind(attempt.duration_ms)
+                .bind(attempt.http_status)
+                .bind(&error)
+                .bind(&response_body)
+                .execute(&mut *tx)
+                .await?;
+            }
             held.extend(took);
         }
         // One transaction: the subscriptions whose targets answered 410 are disabled with it.
