@@ -291,6 +291,11 @@ impl Measurement {
         self.acked.extend(other.acked);
     }
 
+    /// How many requests were answered 200.
+    pub fn answered(&self) -> usize {
+        self.latencies.len()
+    }
+
     pub fn summary(&mut self) -> Summary {
         self.latencies.sort_unstable();
         let percentile = |p: f64| {

@@ -5,6 +5,7 @@
 //! delivery lag to HTTP subscribers at fixed input rates; `load` and `query` measure the query
 //! API on a database of millions of upload records.
 
+mod cpu;
 mod dataset;
 mod fanout;
 mod load;
@@ -14,6 +15,7 @@ mod sql;
 
 use anyhow::Context;
 use clap::Parser;
+use cpu::{Consumer, CpuUse};
 use dataset::Dataset;
 use load::{Measurement, Target, VodhookProcess};
 use rand::rngs::StdRng;
@@ -232,10 +234,11 @@ async fn run(
     }
     println!("{header}");
     println!("{}", "|---".repeat(header.matches(" |").count()) + "|");
+    let mut cpu_rows = Vec::new();
     for &concurrency in &args.concurrency {
         rss.take_peak_mib();
         // Warm both paths (connections, caches) before measuring.
-        measure_baseline(&baseline, concurrency, Duration::from_secs(1)).await?;
+        measure_baseline(&baseline, concurrency, Duration::from_secs(1), server.pid()).await?;
         let warm = load::measure(&target, concurrency, Duration::from_secs(1)).await;
         if let Some(subscriber) = &subscriber {
             subscriber.await_all(&warm.acked, DELIVERY_PATIENCE).await?;
@@ -245,11 +248,17 @@ async fn run(
         let mut ours = Measurement::default();
         let mut connections = usize::MAX;
         let mut e2e = EndToEnd::default();
+        let mut cpu = CpuRow::default();
         for _ in 0..args.rounds {
-            let (measured, opened) = measure_baseline(&baseline, concurrency, duration).await?;
+            let (measured, opened, used) =
+                measure_baseline(&baseline, concurrency, duration, server.pid()).await?;
+            cpu.baseline.add(used);
             base.merge(measured);
             connections = connections.min(opened);
+            let before = cpu::Snapshot::take(server.pid());
             let mut measured = load::measure(&target, concurrency, duration).await;
+            let loaded = cpu::Snapshot::take(server.pid());
+            cpu.vodhook_load.add(loaded.since(&before));
             if let Some(subscriber) = &subscriber {
                 let acked = std::mem::take(&mut measured.acked);
                 let check = subscriber.await_all(&acked, DELIVERY_PATIENCE).await?;
@@ -261,8 +270,12 @@ async fn run(
                     e2e.elapsed += last.saturating_duration_since(first);
                 }
             }
+            // Through the last delivery: all the work the events cost.
+            cpu.vodhook
+                .add(cpu::Snapshot::take(server.pid()).since(&before));
             ours.merge(measured);
         }
+        cpu_rows.push(cpu.rows(concurrency, base.answered(), ours.answered()));
         let peak = rss.take_peak_mib();
         let (b, v) = (base.summary(), ours.summary());
         let mut row = format!(
@@ -283,6 +296,12 @@ async fn run(
         println!("{row}");
     }
     println!();
+    println!("| C | run | events | Postgres us/event | vodhook us/event | bench us/event | total us/event | busy cores |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for row in cpu_rows.iter().flatten() {
+        println!("{row}");
+    }
+    println!();
     println!(
         "base conns: the Postgres baseline's connections (one per in-flight insert, at most {}, \
          and no more than the server had free). 503 shed: answers 503 with Retry-After (admission \
@@ -292,6 +311,17 @@ async fn run(
         sql::BASELINE_MAX_CONNECTIONS,
         load::CLIENT_TIMEOUT.as_secs(),
         rss.lifetime_peak_mib().unwrap_or(f64::NAN)
+    );
+    println!(
+        "us/event: CPU time (user + system, from /proc) per acknowledged event, summed over \
+         rounds; for vodhook from its first request to its last delivery. Postgres: every \
+         postgres process; bench: this process (the load generator{}). busy cores: the CPU they \
+         used during the load, per second of it.",
+        if subscriber.is_some() {
+            " and the subscriber"
+        } else {
+            ""
+        }
     );
     if subscriber.is_some() {
         println!(
@@ -305,16 +335,58 @@ async fn run(
     Ok(())
 }
 
-/// One baseline measurement on connections opened for it (and closed after); with how many.
+/// The CPU the baseline and vodhook used at one concurrency, over all rounds.
+#[derive(Default)]
+struct CpuRow {
+    baseline: CpuUse,
+    /// vodhook's load windows.
+    vodhook_load: CpuUse,
+    /// From vodhook's first request to its last delivery.
+    vodhook: CpuUse,
+}
+
+impl CpuRow {
+    fn rows(&self, concurrency: usize, base_events: usize, our_events: usize) -> [String; 2] {
+        let row = |run: &str, used: &CpuUse, busy: f64, events: usize| {
+            format!(
+                "| {concurrency} | {run} | {events} | {:.0} | {:.0} | {:.0} | {:.0} | {busy:.2} |",
+                used.per_event_us(Consumer::Postgres, events),
+                used.per_event_us(Consumer::Vodhook, events),
+                used.per_event_us(Consumer::Bench, events),
+                used.total_per_event_us(events),
+            )
+        };
+        [
+            row(
+                "baseline",
+                &self.baseline,
+                self.baseline.busy_cores(),
+                base_events,
+            ),
+            row(
+                "vodhook",
+                &self.vodhook,
+                self.vodhook_load.busy_cores(),
+                our_events,
+            ),
+        ]
+    }
+}
+
+/// One baseline measurement on connections opened for it (and closed after); with how many, and
+/// the CPU it used (read before the connections close, so their backends are still counted).
 async fn measure_baseline(
     baseline: &sql::Baseline,
     concurrency: usize,
     duration: Duration,
-) -> anyhow::Result<(Measurement, usize)> {
+    vodhook: u32,
+) -> anyhow::Result<(Measurement, usize, CpuUse)> {
     let (pool, opened) = baseline.open(concurrency).await?;
+    let before = cpu::Snapshot::take(vodhook);
     let measured = load::measure(&Target::Baseline(pool.clone()), concurrency, duration).await;
+    let used = cpu::Snapshot::take(vodhook).since(&before);
     pool.close().await;
-    Ok((measured, opened))
+    Ok((measured, opened, used))
 }
 
 async fn run_fanout(args: &FanoutArgs, vodhook: &Path, db_url: &str) -> anyhow::Result<()> {
