@@ -393,23 +393,16 @@ pub(super) fn settled_state(settle: &Settle, now: DateTime<Utc>) -> SettledState
 /// the deliveries whose settlement took.
 pub(super) fn gone_subscriptions<'b>(
     batch: &'b [Settle],
-    held: &[Uuid],
+    took: &'b [bool],
 ) -> impl Iterator<Item = (Uuid, &'b str)> + 'b {
-    let held: Vec<Uuid> = batch
-        .iter()
-        .map(|b| b.delivery_id)
-        .filter(|id| held.contains(id))
-        .collect();
-    batch.iter().filter_map(
-        move |settle| match (&settle.settlement, settle.subscription_id) {
-            (Settlement::DeadAndDisable(reason), Some(subscription))
-                if held.contains(&settle.delivery_id) =>
-            {
+    batch.iter().zip(took).filter_map(|(settle, took)| {
+        match (&settle.settlement, settle.subscription_id) {
+            (Settlement::DeadAndDisable(reason), Some(subscription)) if *took => {
                 Some((subscription, reason.as_str()))
             }
             _ => None,
-        },
-    )
+        }
+    })
 }
 
 /// The delivery a manual retry found, as stored: status, attempts, lease end, and whether its

@@ -117,6 +117,8 @@ conformance! {
         dead_and_disable_disables_subscription_and_pauses_its_backlog,
         stale_settlement_is_fenced_but_logged,
         settling_a_deleted_delivery_does_not_fail_the_batch,
+        a_batch_with_a_stale_and_a_current_try_keeps_both,
+        a_stale_try_leaves_no_log_row_for_a_delivery_deleted_meanwhile,
         nul_characters_in_attempts_are_stored_replaced,
         deliveries_list_filters_and_pages,
     }

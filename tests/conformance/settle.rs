@@ -264,6 +264,86 @@ pub async fn stale_settlement_is_fenced_but_logged(store: TestStore) {
     );
 }
 
+/// One batch can hold a stale try and the current try of one delivery (a worker claimed it
+/// again after the lease ran out, and both tries ended together): only the current one settles
+/// it, and both read back.
+pub async fn a_batch_with_a_stale_and_a_current_try_keeps_both(store: TestStore) {
+    subscribe(&store, &[]).await;
+    ingest_upload(&store, "1").await;
+    let t = now();
+    let stale = claim(&store, t, &[]).await.remove(0);
+    let lease_ended = t + secs(LEASE.as_secs() as i64 + 1);
+    let current = claim(&store, lease_ended, &[]).await.remove(0);
+    assert_eq!((current.id, current.attempts), (stale.id, 2));
+
+    let at = lease_ended + secs(1);
+    let batch = [
+        settle_of(&stale, Settlement::Succeeded, at),
+        settle_of(&current, Settlement::Succeeded, at),
+    ];
+    let took = store
+        .settle_deliveries(&batch, at)
+        .await
+        .expect("settle_deliveries");
+    assert_eq!(took, [false, true], "only the current try settles");
+    let (row, attempts) = delivery(&store, stale.id).await;
+    assert_eq!(row.status, "succeeded");
+    assert_eq!(
+        attempts.iter().map(|a| a.attempt).collect::<Vec<_>>(),
+        [1, 2],
+        "the stale try is logged, the current one read from the row"
+    );
+}
+
+/// A try whose settlement does not take is logged only if its delivery still exists, also when
+/// the delivery's subscription is being deleted at that moment (Postgres: the deletion's
+/// transaction is open while the try settles; SQLite's single writer orders the two).
+pub async fn a_stale_try_leaves_no_log_row_for_a_delivery_deleted_meanwhile(store: TestStore) {
+    let Some(url) = store.postgres_url.clone() else {
+        return;
+    };
+    let subscription = subscribe(&store, &[]).await;
+    ingest_upload(&store, "1").await;
+    let t = now();
+    let stale = claim(&store, t, &[]).await.remove(0);
+    let lease_ended = t + secs(LEASE.as_secs() as i64 + 1);
+    claim(&store, lease_ended, &[]).await.remove(0);
+
+    let mut deleting = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+        .await
+        .expect("connect");
+    let mut deletion = sqlx::Connection::begin(&mut deleting).await.expect("begin");
+    sqlx::query("DELETE FROM deliveries WHERE subscription_id = $1")
+        .bind(subscription.id)
+        .execute(&mut *deletion)
+        .await
+        .expect("delete deliveries");
+    sqlx::query("DELETE FROM delivery_attempts WHERE delivery_id = $1")
+        .bind(stale.id)
+        .execute(&mut *deletion)
+        .await
+        .expect("delete attempts");
+    let settling = {
+        let store = store.store.clone();
+        let entry = settle_of(&stale, Settlement::Succeeded, lease_ended + secs(1));
+        tokio::spawn(async move {
+            store
+                .settle_deliveries(&[entry], lease_ended + secs(1))
+                .await
+        })
+    };
+    // Let the settlement reach the row the deletion holds, then let the deletion commit.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    deletion.commit().await.expect("commit");
+    let took = settling.await.expect("join").expect("settle_deliveries");
+    assert_eq!(took, [false]);
+    let logged: i64 = sqlx::query_scalar("SELECT count(*) FROM delivery_attempts")
+        .fetch_one(&mut deleting)
+        .await
+        .expect("count");
+    assert_eq!(logged, 0, "no log row outlives its delivery");
+}
+
 pub async fn settling_a_deleted_delivery_does_not_fail_the_batch(store: TestStore) {
     let deleted = subscribe(&store, &[]).await;
     let kept = subscribe(&store, &[]).await;

@@ -47,6 +47,8 @@ impl Backend {
 pub struct TestStore {
     pub store: Store,
     pub backend: Backend,
+    /// The database, for a test that must hold a transaction of its own open (Postgres only).
+    pub postgres_url: Option<String>,
 }
 
 impl std::ops::Deref for TestStore {
@@ -72,9 +74,14 @@ where
             panic!("cannot open the {} store: {error:?}", backend.name());
         }
     };
+    let postgres_url = match &place {
+        Place::Postgres(db) => Some(db.url.clone()),
+        Place::Sqlite(_) => None,
+    };
     let outcome = AssertUnwindSafe(test(TestStore {
         store: store.clone(),
         backend,
+        postgres_url,
     }))
     .catch_unwind()
     .await;

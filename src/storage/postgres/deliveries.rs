@@ -147,7 +147,8 @@ impl DeliveryStore for PgStore {
         now: DateTime<Utc>,
     ) -> StorageResult<Vec<bool>> {
         // In id order, so that two batches sharing rows (possible only after a lease ran out)
-        // update them in the same order under the usual plan, a nested loop over the arrays.
+        // update them in the same order under the usual plan, a nested loop over the arrays; a
+        // deadlock, should another plan cause one, costs the batch a retry after its lease.
         let mut ordered: Vec<&Settle> = batch.iter().collect();
         ordered.sort_unstable_by_key(|b| b.delivery_id);
         let ids: Vec<Uuid> = ordered.iter().map(|b| b.delivery_id).collect();
@@ -171,12 +172,17 @@ impl DeliveryStore for PgStore {
             .iter()
             .map(|b| b.attempt.response_body.as_deref().map(shared::storable))
             .collect();
-        // One statement: the fenced settlement and the attempt log in one round trip. Rows
-        // deleted meanwhile (their subscription was) are skipped by the update and not logged. A
-        // row paused during its try (its subscription was disabled) keeps `paused` unless the try
-        // settled it for good.
+        // One statement: the fenced settlement and the attempt log in one round trip. A try is
+        // logged only for a row the statement holds locked: one it updated (for this try or, in
+        // the same batch, a later one), or one it locks to check it still exists (a row the
+        // statement updated cannot be locked again by it, hence the middle case). Rows deleted
+        // meanwhile (their subscription was) are skipped by both, after waiting for the deletion
+        // to commit; its own deletion of the log then finds nothing of theirs left to miss. A
+        // row paused during its try (its subscription was disabled) keeps `paused` unless the
+        // try settled it for good. Entries are matched by delivery and attempt, as one batch can
+        // hold a stale try and the current one of the same delivery.
         let mut conn = self.worker_conns.take().await?;
-        let settled = sqlx::query_scalar::<_, Uuid>(
+        let settled = sqlx::query_as::<_, (Uuid, i32)>(
             "WITH settled AS ( \
                UPDATE deliveries d SET \
                  status = CASE WHEN d.status = 'paused' AND u.status = 'pending' THEN 'paused' ELSE u.status END, \
@@ -188,15 +194,17 @@ impl DeliveryStore for PgStore {
                            $9::timestamptz[], $10::float8[], $11::text[]) \
                  AS u(id, attempts, status, next_attempt_at, completed_at, error, http_status, started_at, duration_ms, response_body) \
                WHERE d.id = u.id AND d.attempts = u.attempts AND d.status IN ('pending', 'paused') \
-               RETURNING d.id), \
+               RETURNING d.id, d.attempts), \
              logged AS ( \
                INSERT INTO delivery_attempts (delivery_id, attempt, started_at, duration_ms, http_status, error, response_body) \
                SELECT a.delivery_id, a.attempt, a.started_at, a.duration_ms, a.http_status, a.error, a.response_body \
                FROM unnest($1::uuid[], $2::int[], $9::timestamptz[], $10::float8[], $7::int[], $6::text[], $11::text[], $3::text[]) \
                  AS a(delivery_id, attempt, started_at, duration_ms, http_status, error, response_body, status) \
-               WHERE CASE WHEN a.delivery_id IN (SELECT id FROM settled) THEN a.status <> 'succeeded' \
-                          ELSE EXISTS (SELECT 1 FROM deliveries x WHERE x.id = a.delivery_id) END) \
-             SELECT id FROM settled",
+               WHERE CASE WHEN (a.delivery_id, a.attempt) IN (SELECT id, attempts FROM settled) \
+                            THEN a.status <> 'succeeded' \
+                          WHEN a.delivery_id IN (SELECT id FROM settled) THEN TRUE \
+                          ELSE EXISTS (SELECT 1 FROM deliveries x WHERE x.id = a.delivery_id FOR KEY SHARE) END) \
+             SELECT id, attempts FROM settled",
         )
         .bind(&ids)
         .bind(&fences)
@@ -213,16 +221,17 @@ impl DeliveryStore for PgStore {
         .await
         .map_err(Into::into);
         let held = conn.finish(settled)?;
+        let took: Vec<bool> = batch
+            .iter()
+            .map(|b| held.contains(&(b.delivery_id, b.attempts)))
+            .collect();
         // Rare (a 410): disabling is a second step; should it fail, the next 410 disables it.
-        for (subscription, reason) in shared::gone_subscriptions(batch, &held) {
+        for (subscription, reason) in shared::gone_subscriptions(batch, &took) {
             if let Err(error) = self.disable_after_gone(subscription, reason, now).await {
                 tracing::warn!(%subscription, error = format!("{error:#}"), "cannot disable a subscription that answered 410");
             }
         }
-        Ok(batch
-            .iter()
-            .map(|b| held.contains(&b.delivery_id))
-            .collect())
+        Ok(took)
     }
 
     async fn get_delivery(&self, id: Uuid) -> StorageResult<Option<(Delivery, Vec<Attempt>)>> {

@@ -87,7 +87,7 @@ impl DeliveryStore for SqliteStore {
     ) -> StorageResult<Vec<bool>> {
         let now = micros(now);
         let mut tx = self.write().await?;
-        let mut held = Vec::with_capacity(batch.len());
+        let mut took_all = Vec::with_capacity(batch.len());
         for settle in batch {
             let state = shared::settled_state(settle, now);
             let attempt = &settle.attempt;
@@ -133,17 +133,14 @@ impl DeliveryStore for SqliteStore {
                 .execute(&mut *tx)
                 .await?;
             }
-            held.extend(took);
+            took_all.push(took.is_some());
         }
         // One transaction: the subscriptions whose targets answered 410 are disabled with it.
-        for (subscription, reason) in shared::gone_subscriptions(batch, &held) {
+        for (subscription, reason) in shared::gone_subscriptions(batch, &took_all) {
             Sqlite::disable_subscription(&mut tx, subscription, reason, now).await?;
         }
         tx.commit().await?;
-        Ok(batch
-            .iter()
-            .map(|b| held.contains(&b.delivery_id))
-            .collect())
+        Ok(took_all)
     }
 
     async fn get_delivery(&self, id: Uuid) -> StorageResult<Option<(Delivery, Vec<Attempt>)>> {
