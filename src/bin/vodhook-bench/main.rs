@@ -314,11 +314,17 @@ async fn run(
     );
     println!(
         "us/event: CPU time (user + system, from /proc) per acknowledged event, summed over \
-         rounds; for vodhook from its first request to its last delivery. Postgres: every \
-         postgres process; bench: this process (the load generator{}). busy cores: the CPU they \
-         used during the load, per second of it.",
+         rounds; for vodhook from its first request to its last delivery. Postgres: the processes \
+         named postgres on this machine, with the postmaster's exited children (a remote server \
+         is not counted); bench: this process (the load generator{}{}). busy cores: the CPU they \
+         used during the load windows only, per second of them.",
         if subscriber.is_some() {
             " and the subscriber"
+        } else {
+            ""
+        },
+        if args.store == StoreKind::Sqlite {
+            "; on SQLite also the baseline's database work"
         } else {
             ""
         }
