@@ -25,9 +25,9 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Reads /proc. A process that exits between two snapshots loses its ticks from the
-    /// difference (a Postgres backend or worker's are found again in the postmaster's count of
-    /// its reaped children), so take the second one before closing connections.
+    /// Reads /proc. A Postgres process that exits between two snapshots is found again in the
+    /// postmaster's count of its reaped children (see `since`); vodhook and this process do not
+    /// exit during a measurement.
     pub fn take(vodhook: u32) -> Snapshot {
         let bench = std::process::id();
         let mut ticks = HashMap::new();
